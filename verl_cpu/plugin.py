@@ -1,0 +1,1 @@
+"""verl.plugins entry point for the CPU platform (filled in by verl_cpu)."""

@@ -1,0 +1,1 @@
+"""verl.plugins entry point for verl-frontier."""
