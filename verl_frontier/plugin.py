@@ -1,1 +1,53 @@
-"""verl.plugins entry point for verl-frontier."""
+"""``verl.plugins`` entry point for verl-frontier.
+
+verl imports this module in every process that runs ``import verl`` (driver, TaskRunner, every Ray
+worker). It
+
+1. imports each method plugin module in :data:`METHOD_PLUGINS` (their import registers advantage
+   estimators, losses, agent loops, ... with verl), and
+2. installs the config validation hook (see :mod:`verl_frontier.validation`).
+
+verl swallows exceptions raised by entry points (it logs them at DEBUG), so this module never raises:
+problems are logged at WARNING and recorded in :data:`LOAD_ERRORS`.
+:func:`verl_frontier.registration.assert_registered` re-imports the modules so import errors surface
+there with their real exception, and fails when the hook is missing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+logger = logging.getLogger("verl_frontier")
+
+#: Method plugin modules imported on ``import verl``. Each defines
+#: ``EXPECTED_REGISTRATIONS: list[tuple[str, str]]`` (see verl_frontier.registration). Add the
+#: method packages here as they land: "paced.verl_plugin", "ace.verl_plugin", "opsdc.verl_plugin",
+#: "orbit.verl_plugin".
+METHOD_PLUGINS: tuple[str, ...] = ()
+
+#: module name (or "validation_hook") -> one-line error message, for whatever failed on load.
+LOAD_ERRORS: dict[str, str] = {}
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+def _load() -> None:
+    for module_name in METHOD_PLUGINS:
+        try:
+            importlib.import_module(module_name)
+        except Exception as exc:  # noqa: BLE001 - must not raise inside verl's entry-point loop
+            LOAD_ERRORS[module_name] = _describe(exc)
+            logger.warning("verl-frontier: failed to import method plugin %s: %s", module_name, _describe(exc))
+    try:
+        from verl_frontier.validation import install_validation_hook
+
+        install_validation_hook()
+    except Exception as exc:  # noqa: BLE001
+        LOAD_ERRORS["validation_hook"] = _describe(exc)
+        logger.warning("verl-frontier: config validation hook not installed: %s", _describe(exc))
+
+
+_load()

@@ -1,0 +1,60 @@
+# verl-frontier developer targets. Every target that runs code creates/updates .venv first.
+#   make demo   - set up .venv and run the CPU demo
+#   make test   - set up .venv and run the whole test suite (incl. e2e runs of verl on CPU)
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.frontier-installed
+# CPU torch first, so the dependency resolver never pulls a CUDA build. This machine has the +cpu wheel
+# in pip's find-links; elsewhere use e.g.  make venv TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+TORCH_VERSION ?= 2.13.0
+TORCH_PIP_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: help venv test test-fast demo lint format world reproduce bench clean-venv
+
+help:
+	@echo "targets: venv test test-fast demo lint format world reproduce bench"
+
+venv: $(STAMP)
+
+$(STAMP): setup.py pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
+	$(PIP) install -e '.[dev]'
+	touch $@
+
+test: venv
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: venv
+	$(PY) -m pytest -q -m "not e2e" $(PYTEST_ARGS)
+
+demo: venv
+	$(PY) -m verl_frontier.demo
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# placeholders: the scripts land with the tiny world, the paper reproductions and the benchmarks
+world: venv
+	$(PY) -m verl_frontier.tinyworld.build
+
+reproduce: venv
+	$(PY) -m verl_frontier.reproduce
+
+bench: venv
+	$(PY) -m benchmarks.run
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,68 @@
+"""Run a callback right after a module is imported, without importing it early.
+
+verl_cpu must adjust a few verl modules (see ``patches.py``) but importing them from the ``verl.plugins``
+entry point would add seconds of start-up to every Ray worker. ``when_imported`` defers the work until the
+module is actually imported (or runs it at once if it already is).
+"""
+
+import importlib.abc
+import importlib.util
+import sys
+from typing import Callable
+
+_callbacks: dict[str, list[Callable]] = {}
+
+
+class _PostImportLoader(importlib.abc.Loader):
+    def __init__(self, loader, name):
+        self._loader = loader
+        self._name = name
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        for callback in _callbacks.pop(self._name, []):
+            callback(module)
+
+    def __getattr__(self, item):  # get_code, get_source, is_package, ...
+        return getattr(self._loader, item)
+
+
+class _PostImportFinder(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname not in _callbacks:
+            return None
+        for finder in sys.meta_path:
+            if finder is self:
+                continue
+            spec = finder.find_spec(fullname, path, target) if hasattr(finder, "find_spec") else None
+            if spec is not None and spec.loader is not None:
+                spec.loader = _PostImportLoader(spec.loader, fullname)
+                return spec
+        return None
+
+
+_finder = _PostImportFinder()
+
+
+def when_imported(module_name: str, callback: Callable) -> None:
+    """Call ``callback(module)`` once ``module_name`` has been executed (now, if already imported)."""
+    module = sys.modules.get(module_name)
+    if module is not None and getattr(module, "__spec__", None) is not None and not _is_initialising(module):
+        callback(module)
+        return
+    _callbacks.setdefault(module_name, []).append(callback)
+    if _finder not in sys.meta_path:
+        sys.meta_path.insert(0, _finder)
+
+
+def _is_initialising(module) -> bool:
+    spec = getattr(module, "__spec__", None)
+    return bool(spec is not None and getattr(spec, "_initializing", False))
+
+
+def pending() -> list[str]:
+    """Modules whose callbacks have not run yet (for diagnostics)."""
+    return sorted(_callbacks)

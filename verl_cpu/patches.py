@@ -1,0 +1,127 @@
+"""The few changes verl 0.9.1 still needs to run on the CPU platform.
+
+Each patch names the verl function it changes and why; each is applied lazily (when verl imports the target
+module, see ``import_hooks``) and only when the CPU platform is selected. They are pinned to the verl
+versions we tested: on any other version ``apply_cpu_patches`` refuses with a clear message instead of
+patching blindly. Each is a 1-3 line upstream fix.
+"""
+
+import functools
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+from verl_cpu import ROLLOUT_NAME, SUPPORTED_VERL_VERSIONS
+from verl_cpu.import_hooks import when_imported
+
+logger = logging.getLogger(__name__)
+
+
+class UnsupportedVerlVersion(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Patch:
+    module: str
+    target: str
+    why: str
+    apply: Callable
+
+
+# 1. verl.utils.distributed.initialize_global_process_group_ray builds the backend string
+#    f"cpu:gloo,{device}:{backend}" = "cpu:gloo,cpu:gloo" on CPU; torch rejects it ("Duplicate device type
+#    cpu"). On CPU the right backend is plain "cpu:gloo".
+def _patch_process_group(module) -> None:
+    original = module.initialize_global_process_group_ray
+
+    @functools.wraps(original)
+    def initialize_global_process_group_ray(timeout_second=None, backend=None):
+        return original(timeout_second=timeout_second, backend=backend or "cpu:gloo")
+
+    module.initialize_global_process_group_ray = initialize_global_process_group_ray
+
+
+# 2. verl.workers.engine.fsdp.transformer_impl builds FSDP2's CPUOffloadPolicy(pin_memory=True) for the
+#    reference model; pinning host memory needs an accelerator ("Cannot access accelerator device"). The
+#    policy class is imported from verl.utils.fsdp_utils, so we swap it there for one that never pins.
+def _patch_offload_policy(module) -> None:
+    base = module.CPUOffloadPolicy
+    if base is None or getattr(base, "_verl_cpu_unpinned", False):
+        return
+
+    class UnpinnedCPUOffloadPolicy(base):
+        _verl_cpu_unpinned = True
+
+        def __init__(self, pin_memory: bool = False, *args, **kwargs):
+            super().__init__(*args, pin_memory=False, **kwargs)
+
+    module.CPUOffloadPolicy = UnpinnedCPUOffloadPolicy
+
+
+# 3. verl registers FSDPEngineWithLMHead / FSDPEngineWithValueHead for devices cuda and npu only
+#    (EngineRegistry: "No engine registered for device='cpu'"). FSDP2 over gloo works on CPU.
+def _register_fsdp_engines(module) -> None:
+    from verl.workers.engine.base import EngineRegistry
+
+    for model_type, engine_cls in (
+        ("language_model", module.FSDPEngineWithLMHead),
+        ("value_model", module.FSDPEngineWithValueHead),
+    ):
+        registry = EngineRegistry._engines.setdefault(model_type, {})
+        if all("cpu" in registry.get(backend, {}) for backend in ("fsdp", "fsdp2")):
+            continue
+        EngineRegistry.register(model_type=model_type, backend=["fsdp", "fsdp2"], device="cpu")(engine_cls)
+
+
+# 4. verl.workers.config.distillation.DistillationTeacherModelConfig._validate_topk_logprobs only accepts
+#    teacher inference engines vllm|sglang for top-k distillation; our `hf` server returns top-k prompt
+#    log-probs per request (like SGLang), so there is no engine-boot cap to align.
+def _patch_teacher_topk_validation(module) -> None:
+    cls = module.DistillationTeacherModelConfig
+    original = cls._validate_topk_logprobs
+    if getattr(original, "_verl_cpu", False):
+        return
+
+    @functools.wraps(original)
+    def _validate_topk_logprobs(self, use_topk, topk):
+        if use_topk and self.inference.name == ROLLOUT_NAME:
+            if topk is None:
+                raise ValueError("topk must be specified when use_topk is True.")
+            return None
+        return original(self, use_topk, topk)
+
+    _validate_topk_logprobs._verl_cpu = True
+    cls._validate_topk_logprobs = _validate_topk_logprobs
+
+
+CPU_PATCHES = (
+    Patch("verl.utils.distributed", "initialize_global_process_group_ray", "gloo-only backend string", _patch_process_group),
+    Patch("verl.utils.fsdp_utils", "CPUOffloadPolicy", "no pinned memory without an accelerator", _patch_offload_policy),
+    Patch("verl.workers.engine.fsdp.transformer_impl", "EngineRegistry", "FSDP engines for device cpu", _register_fsdp_engines),
+    Patch(
+        "verl.workers.config.distillation",
+        "DistillationTeacherModelConfig._validate_topk_logprobs",
+        "top-k teacher log-probs from the hf server",
+        _patch_teacher_topk_validation,
+    ),
+)
+
+
+def check_verl_version() -> str:
+    import verl
+
+    version = getattr(verl, "__version__", "unknown")
+    if version not in SUPPORTED_VERL_VERSIONS:
+        raise UnsupportedVerlVersion(
+            f"verl_cpu was tested with verl {', '.join(SUPPORTED_VERL_VERSIONS)} but verl {version} is installed; "
+            "its CPU patches are not applied blindly. Install verl==0.9.1 or update verl_cpu/patches.py."
+        )
+    return version
+
+
+def apply_cpu_patches() -> None:
+    """Arrange for every CPU patch to be applied as soon as its verl module is imported."""
+    check_verl_version()
+    for patch in CPU_PATCHES:
+        when_imported(patch.module, patch.apply)

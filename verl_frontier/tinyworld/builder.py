@@ -1,0 +1,375 @@
+"""Build the tiny world: tokenizer, data, SFT-trained teacher and student, figures, manifest.
+
+Deterministic from the seed; cached (a world whose manifest has the same seed/size/version is reused).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import tasks
+from .paths import world_dir
+from .sft import ModelSpec, TrainSpec, make_model, num_params, train
+from .tokenizer import build_tokenizer
+
+WORLD_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class SizeConfig:
+    cells: list[tuple[int, int]]  # (num_operands, digits)
+    cell_weights: list[float]
+    teacher: ModelSpec
+    teacher_train: TrainSpec
+    student: ModelSpec
+    student_train: TrainSpec
+    train_rows_per_cell: int
+    test_rows_per_cell: int
+    verbose_eval_rows: int
+    sample_n: int = 8
+    eval_max_new_tokens: tuple[int, int] = (160, 400)  # concise, verbose
+    targets: dict = field(default_factory=dict)
+
+
+SIZES: dict[str, SizeConfig] = {
+    "full": SizeConfig(
+        cells=[(2, 1), (3, 1), (4, 1), (5, 1), (6, 1)],
+        cell_weights=[1.0, 1.5, 2.0, 2.5, 3.0],
+        teacher=ModelSpec(hidden_size=96, num_layers=3, num_heads=4, intermediate_size=384),
+        teacher_train=TrainSpec(steps=1600, batch_size=64),
+        student=ModelSpec(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=256),
+        student_train=TrainSpec(steps=500, batch_size=64),
+        train_rows_per_cell=2000,
+        test_rows_per_cell=100,
+        verbose_eval_rows=100,
+        targets={
+            "build_seconds_max": 300,
+            "teacher_greedy_acc_min": 0.90,
+            "student_greedy_acc_range": [0.20, 0.60],
+            "student_frac_mixed_min": 0.20,
+        },
+    ),
+    "small": SizeConfig(
+        cells=[(2, 1), (3, 1)],
+        cell_weights=[1.0, 1.0],
+        teacher=ModelSpec(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, max_position_embeddings=256),
+        teacher_train=TrainSpec(steps=40, batch_size=16),
+        student=ModelSpec(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, max_position_embeddings=256),
+        student_train=TrainSpec(steps=20, batch_size=16),
+        train_rows_per_cell=64,
+        test_rows_per_cell=16,
+        verbose_eval_rows=8,
+        sample_n=4,
+        eval_max_new_tokens=(48, 96),
+    ),
+}
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_hashes(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): sha256_file(p)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != "manifest.json"
+    }
+
+
+def _versions() -> dict:
+    import tokenizers
+    import transformers
+
+    from verl_frontier import __name__ as _  # noqa: F401
+
+    try:
+        from importlib.metadata import version
+
+        pkg = version("verl-frontier")
+    except Exception:
+        pkg = "unknown"
+    return {
+        "world_version": WORLD_VERSION,
+        "verl_frontier": pkg,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "tokenizers": tokenizers.__version__,
+        "python": platform.python_version(),
+    }
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def make_datasets(cfg: SizeConfig, seed: int) -> dict[str, list[dict]]:
+    """train/test rows in both styles. The concise and verbose files hold the same problems."""
+    rng = random.Random(f"tinyworld-data-{seed}")
+    problems: dict[str, list[tasks.Problem]] = {"train": [], "test": []}
+    for k, d in cfg.cells:
+        for _ in range(cfg.train_rows_per_cell):
+            problems["train"].append(tasks.sample_split_problem(rng, k, d, "train"))
+        seen: set[str] = set()
+        got = 0
+        for _ in range(cfg.test_rows_per_cell * 50):
+            if got >= cfg.test_rows_per_cell:
+                break
+            p = tasks.sample_split_problem(rng, k, d, "test")
+            if p.expression in seen:
+                continue
+            seen.add(p.expression)
+            problems["test"].append(p)
+            got += 1
+    rng.shuffle(problems["train"])
+    out = {}
+    for split, probs in problems.items():
+        for style in tasks.STYLES:
+            name = split if style == "concise" else f"{split}_verbose"
+            out[name] = [tasks.make_row(p, style, split, i) for i, p in enumerate(probs)]
+    return out
+
+
+def write_parquet(rows: list[dict], path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist(rows)
+    pq.write_table(table, path)
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _score_rows(rows, outputs) -> list[list[float]]:
+    from .reward import compute_score
+
+    scores = []
+    for row, outs in zip(rows, outputs):
+        gt = row["reward_model"]["ground_truth"]
+        scores.append([compute_score(row["data_source"], o["text"], gt, row["extra_info"])["score"] for o in outs])
+    return scores
+
+
+def measure(model, tokenizer, rows_concise, rows_verbose, *, sample_n: int | None, seed: int, max_new_tokens=(160, 400)) -> dict:
+    from verl_frontier.evaluation.generate import generate
+
+    figs: dict = {}
+    t0 = time.perf_counter()
+    greedy = generate(model, tokenizer, [r["prompt"] for r in rows_concise], greedy=True, max_new_tokens=max_new_tokens[0])
+    sc = _score_rows(rows_concise, greedy)
+    figs["greedy_acc"] = round(sum(s[0] for s in sc) / len(sc), 4)
+    by_k: dict[int, list[float]] = {}
+    for r, s in zip(rows_concise, sc):
+        by_k.setdefault(r["extra_info"]["num_operands"], []).append(s[0])
+    figs["greedy_acc_by_operands"] = {str(k): round(sum(v) / len(v), 4) for k, v in sorted(by_k.items())}
+    figs["concise_mean_response_tokens"] = round(sum(o[0]["num_tokens"] for o in greedy) / len(greedy), 2)
+    figs["concise_recheck_rate"] = round(sum("Check:" in o[0]["text"] for o in greedy) / len(greedy), 4)
+    if rows_verbose:
+        vg = generate(model, tokenizer, [r["prompt"] for r in rows_verbose], greedy=True, max_new_tokens=max_new_tokens[1])
+        vs = _score_rows(rows_verbose, vg)
+        figs["verbose_greedy_acc"] = round(sum(s[0] for s in vs) / len(vs), 4)
+        figs["verbose_mean_response_tokens"] = round(sum(o[0]["num_tokens"] for o in vg) / len(vg), 2)
+        figs["verbose_recheck_rate"] = round(sum("Check:" in o[0]["text"] for o in vg) / len(vg), 4)
+        figs["verbose_num_problems"] = len(rows_verbose)
+    if sample_n:
+        samples = generate(
+            model, tokenizer, [r["prompt"] for r in rows_concise], n=sample_n, temperature=1.0, max_new_tokens=max_new_tokens[0], seed=seed
+        )
+        ss = _score_rows(rows_concise, samples)
+        rates = [sum(s) / len(s) for s in ss]
+        figs["sampled_n"] = sample_n
+        figs["sampled_mean_pass_rate"] = round(sum(rates) / len(rates), 4)
+        figs["frac_pass_rate_0"] = round(sum(r == 0 for r in rates) / len(rates), 4)
+        figs["frac_pass_rate_mixed"] = round(sum(0 < r < 1 for r in rates) / len(rates), 4)
+        figs["frac_pass_rate_1"] = round(sum(r == 1 for r in rates) / len(rates), 4)
+    figs["num_problems"] = len(rows_concise)
+    figs["eval_seconds"] = round(time.perf_counter() - t0, 2)
+    return figs
+
+
+# ----------------------------------------------------------------------------- build
+
+
+def _cached(out: Path, seed: int, size: str) -> dict | None:
+    mf = out / "manifest.json"
+    if not mf.exists():
+        return None
+    try:
+        m = json.loads(mf.read_text())
+    except Exception:
+        return None
+    if m.get("seed") != seed or m.get("size") != size or m.get("versions", {}).get("world_version") != WORLD_VERSION:
+        return None
+    if not all((out / rel).exists() for rel in m.get("files", {})):
+        return None
+    return m
+
+
+def _log(msg: str, quiet: bool) -> None:
+    if not quiet:
+        print(f"[tinyworld] {msg}", flush=True)
+
+
+def build(
+    out: str | Path | None = None,
+    seed: int = 0,
+    size: str = "full",
+    force: bool = False,
+    quiet: bool = False,
+    threads: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Build (or reuse) a tiny world; returns its manifest."""
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
+    cfg = SIZES[size]
+    out = Path(out) if out is not None else world_dir(size, seed)
+    if not force:
+        cached = _cached(out, seed, size)
+        if cached is not None:
+            _log(f"cached world at {out} (seed={seed}, size={size})", quiet)
+            return cached
+
+    t_start = time.perf_counter()
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads or min(2, os.cpu_count() or 1))
+    try:
+        tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        (tmp / "data").mkdir(parents=True)
+        timings = {}
+
+        t = time.perf_counter()
+        tokenizer = build_tokenizer()
+        tokenizer.save_pretrained(tmp / "tokenizer")
+        data = make_datasets(cfg, seed)
+        for name, rows in data.items():
+            write_parquet(rows, tmp / "data" / f"{name}.parquet")
+        timings["data_seconds"] = round(time.perf_counter() - t, 2)
+        _log(f"data: " + ", ".join(f"{k}={len(v)}" for k, v in data.items()), quiet)
+
+        figures: dict = {}
+        models = {}
+        for role, mspec, tspec, mseed in (
+            ("teacher", cfg.teacher, cfg.teacher_train, seed * 1000 + 1),
+            ("student", cfg.student, cfg.student_train, seed * 1000 + 2),
+        ):
+            model = make_model(mspec, tokenizer, mseed)
+            _log(f"{role}: {num_params(model):,} parameters, {tspec.steps} SFT steps", quiet)
+            stats = train(model, tokenizer, tspec, cfg.cells, cfg.cell_weights, mseed, desc=f"sft {role}", progress=progress and not quiet)
+            model.save_pretrained(tmp / role)
+            tokenizer.save_pretrained(tmp / role)
+            models[role] = model
+            figures[role] = {"params": num_params(model), "model_spec": asdict(mspec), **stats}
+            timings[f"{role}_train_seconds"] = stats["train_seconds"]
+
+        t = time.perf_counter()
+        verbose_rows = data["test_verbose"][: cfg.verbose_eval_rows]
+        for role, model in models.items():
+            figs = measure(
+                model, tokenizer, data["test"], verbose_rows,
+                sample_n=cfg.sample_n if role == "student" else None, seed=seed,
+                max_new_tokens=cfg.eval_max_new_tokens,
+            )
+            figures[role].update(figs)
+        timings["eval_seconds"] = round(time.perf_counter() - t, 2)
+
+        timings["build_seconds"] = round(time.perf_counter() - t_start, 2)
+        figures["timings"] = timings
+        figures["targets"] = _check_targets(cfg, figures)
+
+        manifest = {
+            "seed": seed,
+            "size": size,
+            "versions": _versions(),
+            "built_at_unix": int(time.time()),
+            "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform()},
+            "layout": {
+                "tokenizer": "tokenizer/",
+                "teacher": "teacher/",
+                "student": "student/",
+                "train": "data/train.parquet",
+                "test": "data/test.parquet",
+                "train_verbose": "data/train_verbose.parquet",
+                "test_verbose": "data/test_verbose.parquet",
+            },
+            "task": {
+                "data_source": tasks.DATA_SOURCE,
+                "cells": [list(c) for c in cfg.cells],
+                "concise_instruction": tasks.CONCISE_INSTRUCTION,
+                "verbose_frac_batches": cfg.teacher_train.verbose_frac,
+                "reward": "verl_frontier.tinyworld.reward:compute_score",
+            },
+            "figures": figures,
+            "files": file_hashes(tmp),
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        if out.exists():
+            shutil.rmtree(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.rename(out)
+        _log(f"built {out} in {timings['build_seconds']} s", quiet)
+        if not quiet:
+            print(format_figures(manifest))
+        return manifest
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _check_targets(cfg: SizeConfig, figures: dict) -> dict:
+    t = cfg.targets
+    if not t:
+        return {}
+    res = {
+        "build_seconds": [figures["timings"]["build_seconds"], figures["timings"]["build_seconds"] <= t["build_seconds_max"]],
+        "teacher_greedy_acc": [figures["teacher"]["greedy_acc"], figures["teacher"]["greedy_acc"] >= t["teacher_greedy_acc_min"]],
+        "student_greedy_acc": [
+            figures["student"]["greedy_acc"],
+            t["student_greedy_acc_range"][0] <= figures["student"]["greedy_acc"] <= t["student_greedy_acc_range"][1],
+        ],
+        "student_frac_mixed": [
+            figures["student"]["frac_pass_rate_mixed"],
+            figures["student"]["frac_pass_rate_mixed"] >= t["student_frac_mixed_min"],
+        ],
+    }
+    return {k: {"value": v, "met": bool(ok)} for k, (v, ok) in res.items()}
+
+
+def format_figures(manifest: dict) -> str:
+    f = manifest.get("figures", {})
+    lines = [f"world size={manifest.get('size')} seed={manifest.get('seed')} version={manifest.get('versions', {}).get('world_version')}"]
+    tm = f.get("timings", {})
+    if tm:
+        lines.append("timings: " + ", ".join(f"{k}={v}" for k, v in tm.items()))
+    for role in ("teacher", "student"):
+        r = f.get(role)
+        if not r:
+            continue
+        s = (
+            f"{role}: params={r['params']:,} steps={r['steps']} train={r['train_seconds']}s "
+            f"greedy_acc={r['greedy_acc']} by_k={r['greedy_acc_by_operands']} "
+            f"concise_len={r['concise_mean_response_tokens']}"
+        )
+        if "verbose_greedy_acc" in r:
+            s += f" verbose_acc={r['verbose_greedy_acc']} verbose_len={r['verbose_mean_response_tokens']} verbose_recheck={r['verbose_recheck_rate']} concise_recheck={r['concise_recheck_rate']}"
+        if "frac_pass_rate_mixed" in r:
+            s += f" n={r['sampled_n']} mean_pass={r['sampled_mean_pass_rate']} frac(0<p<1)={r['frac_pass_rate_mixed']} frac(p=0)={r['frac_pass_rate_0']} frac(p=1)={r['frac_pass_rate_1']}"
+        lines.append(s)
+    for k, v in f.get("targets", {}).items():
+        lines.append(f"target {k}: {v['value']} {'met' if v['met'] else 'MISSED'}")
+    return "\n".join(lines)

@@ -1,0 +1,58 @@
+"""``frontier world build|info`` (typer app ``world_app``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+world_app = typer.Typer(help="Build and inspect the tiny world (tokenizer, data, teacher, student).", no_args_is_help=True)
+
+
+@world_app.command("build")
+def build_cmd(
+    out: Optional[Path] = typer.Option(None, "--out", help="World dir (default: $FRONTIER_WORLD_DIR or <repo>/.world/<size>-seed<seed>)."),
+    seed: int = typer.Option(0, "--seed", help="Seed; the world is deterministic from it."),
+    size: str = typer.Option("full", "--size", help="full | small (small: < 60 s, for tests)."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even if a matching world is cached."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default min(2, cpus))."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Build the tiny world (cached: skipped if a manifest with the same seed/size/version exists)."""
+    from .builder import build, format_figures
+
+    m = build(out=out, seed=seed, size=size, force=force, threads=threads, quiet=quiet)
+    if quiet:
+        typer.echo(format_figures(m))
+
+
+@world_app.command("info")
+def info_cmd(
+    path: Optional[Path] = typer.Argument(None, help="World dir (default: as for build)."),
+    seed: int = typer.Option(0, "--seed"),
+    size: str = typer.Option("full", "--size"),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole manifest."),
+) -> None:
+    """Show a world's location, layout and build figures."""
+    from .builder import format_figures
+    from .paths import world_dir
+
+    d = path or world_dir(size, seed)
+    mf = d / "manifest.json"
+    if not mf.exists():
+        typer.echo(f"no world at {d} (run `frontier world build --size {size} --seed {seed}`)", err=True)
+        raise typer.Exit(1)
+    m = json.loads(mf.read_text())
+    if as_json:
+        typer.echo(json.dumps(m, indent=2))
+        return
+    typer.echo(f"world: {d}")
+    for k, v in m.get("layout", {}).items():
+        typer.echo(f"  {k:14s} {d / v}")
+    typer.echo(format_figures(m))
+
+
+def main() -> None:
+    world_app()
