@@ -2,9 +2,10 @@
 
 - OmegaConf resolver ``verl_cpu_fake_gpus``: how many Ray "GPU" placement slots this node needs
   (training ranks + teacher replicas), used by ``config/platform/cpu.yaml`` for ``ray_init.num_gpus``.
-- A wrapper of ``verl.utils.config.validate_config`` (called by ``verl.trainer.main_ppo`` in the driver
-  before ``ray.init``): when ``trainer.device=cpu`` it validates the CPU settings (``validation.py``),
-  selects the CPU platform for this process and its Ray workers, then calls verl's own validation.
+- A wrapper of ``verl.utils.device.auto_set_device`` (the first thing ``verl.trainer.main_ppo.main`` calls
+  in the driver, before ``ray.init``; unwrapped it would reset ``trainer.device=cpu`` to ``cuda`` because
+  the driver falls back to the nvidia platform): when ``trainer.device=cpu`` it validates the CPU settings
+  (``validation.py``) and selects the CPU platform for this process and the Ray workers it starts.
   It is a pass-through for every other device.
 """
 
@@ -23,21 +24,22 @@ def fake_gpus(train_ranks, distillation_enabled, teacher_ranks) -> int:
     return total
 
 
-def _wrap_validate_config(module) -> None:
-    original = module.validate_config
+def _wrap_auto_set_device(module) -> None:
+    original = module.auto_set_device
     if getattr(original, "_verl_cpu", False):
         return
 
     @functools.wraps(original)
-    def validate_config(config, *args, **kwargs):
-        if str(config.trainer.get("device", "")) == "cpu":
+    def auto_set_device(config, *args, **kwargs):
+        trainer = config.get("trainer") if config is not None and hasattr(config, "get") else None
+        if trainer is not None and str(trainer.get("device", "")) == "cpu":
             from verl_cpu.validation import prepare_cpu_driver
 
             prepare_cpu_driver(config)
         return original(config, *args, **kwargs)
 
-    validate_config._verl_cpu = True
-    module.validate_config = validate_config
+    auto_set_device._verl_cpu = True
+    module.auto_set_device = auto_set_device
 
 
 def install() -> None:
@@ -45,4 +47,4 @@ def install() -> None:
         OmegaConf.register_new_resolver(RESOLVER, fake_gpus)
     from verl_cpu.import_hooks import when_imported
 
-    when_imported("verl.utils.config", _wrap_validate_config)
+    when_imported("verl.utils.device", _wrap_auto_set_device)

@@ -2,7 +2,7 @@
 
 Always registers (cheap, harmless on a GPU machine): the platform ``cpu``, the rollout backend ``hf``, the
 OmegaConf resolver the ``+platform=cpu`` config group uses, and a pass-through wrapper of verl's driver-side
-``validate_config`` that checks CPU settings before Ray starts when ``trainer.device=cpu``.
+``auto_set_device`` that checks CPU settings before Ray starts when ``trainer.device=cpu``.
 Only when the CPU platform is selected (``VERL_PLATFORM=cpu``) are verl modules patched (``patches.py``).
 
 verl swallows exceptions raised by entry points, so errors are logged loudly and kept in ``PLUGIN_ERRORS``;
@@ -17,11 +17,9 @@ from verl_cpu.import_hooks import when_imported
 
 logger = logging.getLogger(__name__)
 
-EXPECTED_REGISTRATIONS = [
-    ("platform", PLATFORM_NAME),
-    ("rollout", ROLLOUT_NAME),
-    ("engine", "language_model/fsdp2/cpu"),
-]
+EXPECTED_REGISTRATIONS = [("platform", PLATFORM_NAME), ("rollout", ROLLOUT_NAME)]
+if cpu_selected():  # the FSDP engines are registered for device cpu only on the CPU platform
+    EXPECTED_REGISTRATIONS += [("engine", "language_model/fsdp2/cpu"), ("engine", "value_model/fsdp2/cpu")]
 
 PLUGIN_ERRORS: list[str] = []
 

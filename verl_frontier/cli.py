@@ -305,9 +305,9 @@ def validate(
     import contextlib
     import io
 
+    import verl  # noqa: F401 - loads the verl.plugins entry points (method registrations, hooks)
     from omegaconf import OmegaConf
 
-    import verl  # noqa: F401 - loads the verl.plugins entry points (method registrations, hooks)
     from verl_frontier import recipes as rc
     from verl_frontier.validation import validate_frontier_config
 
@@ -341,12 +341,14 @@ def validate(
         typer.echo(OmegaConf.to_yaml(config))
     for line in warnings_out:
         typer.echo(f"warning: {spec.name}/{used_config}.yaml: {line}", err=True)
-    data = config.data
+    train_files = config.data.train_files
+    if OmegaConf.is_config(train_files):
+        train_files = OmegaConf.to_container(train_files)
     typer.echo(
         f"OK {spec.name} ({used_config}.yaml): adv_estimator={config.algorithm.adv_estimator} "
         f"model={config.actor_rollout_ref.model.path} rollout={config.actor_rollout_ref.rollout.name} "
         f"nodes={config.trainer.nnodes}x{config.trainer.n_gpus_per_node} device={config.trainer.device} "
-        f"train_files={OmegaConf.to_container(data.train_files) if OmegaConf.is_config(data.train_files) else data.train_files}"
+        f"train_files={train_files}"
     )
     typer.echo(f"   frontier checks passed: {', '.join(checks) or 'none'}; verl validate_config: {verl_status}")
 

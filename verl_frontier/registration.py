@@ -95,6 +95,11 @@ def _platform() -> list[str]:
 
 
 def _engine() -> list[str]:
+    import warnings
+
+    with warnings.catch_warnings():  # verl warns about every optional engine it cannot import
+        warnings.simplefilter("ignore")
+        import verl.workers.engine  # noqa: F401 - importing the engines fills the registry
     from verl.workers.engine.base import EngineRegistry
 
     names = []
@@ -213,7 +218,9 @@ def check_expected(module_name: str, expected: Iterable) -> tuple[list[tuple[str
         if ok:
             found.append((kind, name))
         else:
-            problems.append(f"{module_name}: {kind} {name!r} not registered in {KINDS[kind].where}{_missing_detail(kind, name)}")
+            problems.append(
+                f"{module_name}: {kind} {name!r} not registered in {KINDS[kind].where}{_missing_detail(kind, name)}"
+            )
     return found, problems
 
 

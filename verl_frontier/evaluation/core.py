@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import math
 import time
@@ -26,8 +27,6 @@ def load_reward_fn(spec: str | Callable | None) -> Callable:
     mod_name, _, fn_name = spec.partition(":")
     fn_name = fn_name or "compute_score"
     if mod_name.endswith(".py"):
-        import importlib.util
-
         s = importlib.util.spec_from_file_location(Path(mod_name).stem, mod_name)
         mod = importlib.util.module_from_spec(s)
         s.loader.exec_module(mod)  # type: ignore[union-attr]

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from . import tasks
+from .figures import format_figures  # noqa: F401  (re-export)
 from .paths import world_dir
 from .sft import ModelSpec, TrainSpec, make_model, num_params, train
 from .tokenizer import build_tokenizer
@@ -245,6 +246,7 @@ def build(
             return cached
 
     t_start = time.perf_counter()
+    c_start = time.process_time()
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads or min(2, os.cpu_count() or 1))
     try:
@@ -290,6 +292,9 @@ def build(
         timings["eval_seconds"] = round(time.perf_counter() - t, 2)
 
         timings["build_seconds"] = round(time.perf_counter() - t_start, 2)
+        # CPU seconds of this process: on a machine shared with other jobs, cpu_seconds / threads is a
+        # better estimate of the wall time on free cores than build_seconds
+        timings["cpu_seconds"] = round(time.process_time() - c_start, 2)
         figures["timings"] = timings
         figures["targets"] = _check_targets(cfg, figures)
 
@@ -348,28 +353,3 @@ def _check_targets(cfg: SizeConfig, figures: dict) -> dict:
         ],
     }
     return {k: {"value": v, "met": bool(ok)} for k, (v, ok) in res.items()}
-
-
-def format_figures(manifest: dict) -> str:
-    f = manifest.get("figures", {})
-    lines = [f"world size={manifest.get('size')} seed={manifest.get('seed')} version={manifest.get('versions', {}).get('world_version')}"]
-    tm = f.get("timings", {})
-    if tm:
-        lines.append("timings: " + ", ".join(f"{k}={v}" for k, v in tm.items()))
-    for role in ("teacher", "student"):
-        r = f.get(role)
-        if not r:
-            continue
-        s = (
-            f"{role}: params={r['params']:,} steps={r['steps']} train={r['train_seconds']}s "
-            f"greedy_acc={r['greedy_acc']} by_k={r['greedy_acc_by_operands']} "
-            f"concise_len={r['concise_mean_response_tokens']}"
-        )
-        if "verbose_greedy_acc" in r:
-            s += f" verbose_acc={r['verbose_greedy_acc']} verbose_len={r['verbose_mean_response_tokens']} verbose_recheck={r['verbose_recheck_rate']} concise_recheck={r['concise_recheck_rate']}"
-        if "frac_pass_rate_mixed" in r:
-            s += f" n={r['sampled_n']} mean_pass={r['sampled_mean_pass_rate']} frac(0<p<1)={r['frac_pass_rate_mixed']} frac(p=0)={r['frac_pass_rate_0']} frac(p=1)={r['frac_pass_rate_1']}"
-        lines.append(s)
-    for k, v in f.get("targets", {}).items():
-        lines.append(f"target {k}: {v['value']} {'met' if v['met'] else 'MISSED'}")
-    return "\n".join(lines)

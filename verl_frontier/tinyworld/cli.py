@@ -36,7 +36,7 @@ def info_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the whole manifest."),
 ) -> None:
     """Show a world's location, layout and build figures."""
-    from .builder import format_figures
+    from .figures import format_figures
     from .paths import world_dir
 
     d = path or world_dir(size, seed)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import string
 
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 PAD = "<|pad|>"
@@ -33,28 +32,44 @@ CHAT_TEMPLATE = (
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
+    """A ``Qwen2Tokenizer`` whose BPE has one token per character and no merges.
+
+    It must be Qwen2's own tokenizer class: ``AutoTokenizer`` loads a directory whose ``config.json`` says
+    ``model_type: qwen2`` as ``Qwen2Tokenizer`` whatever ``tokenizer_config.json`` says (transformers 5), and
+    that class re-creates its byte-level pre-tokenizer, so a plain ``WordLevel`` tokenizer silently loses
+    spaces and newlines once saved beside a Qwen2 model. verl's Qwen chat builder also needs ``"\\n"`` to be
+    exactly one token. Vocabulary entries are the byte-level spellings of the characters (space is ``Ġ``).
+    """
+    from transformers import Qwen2Tokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    byte_to_unicode = bytes_to_unicode()
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
     for c in CHARS:
-        vocab[c] = len(vocab)
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    tok.decoder = decoders.Fuse()
-    tok.add_special_tokens(SPECIAL_TOKENS)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
+        vocab["".join(byte_to_unicode[b] for b in c.encode())] = len(vocab)
+    tok = Qwen2Tokenizer(
+        vocab=vocab,
+        merges=[],
+        unk_token=UNK,
         bos_token=None,
         eos_token=EOS,
         pad_token=PAD,
-        unk_token=UNK,
         additional_special_tokens=[USER, ASSISTANT, SYSTEM],
         model_max_length=512,
         padding_side="left",
         clean_up_tokenization_spaces=False,
     )
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
 
 
 def char_ids(tokenizer) -> dict[str, int]:
-    """Map from each single-character/special token string to its id (for fast batch encoding)."""
-    return dict(tokenizer.get_vocab())
+    """Map from each character and special token (as written in text) to its id, for fast batch encoding."""
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    byte_to_unicode = bytes_to_unicode()
+    vocab = tokenizer.get_vocab()
+    mapping = {tok: vocab[tok] for tok in SPECIAL_TOKENS}
+    for c in CHARS:
+        mapping[c] = vocab["".join(byte_to_unicode[b] for b in c.encode())]
+    return mapping

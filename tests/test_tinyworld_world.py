@@ -1,0 +1,157 @@
+"""The small tiny world: build, caching, file formats, verl's RLHFDataset, reproducibility, CLI."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from verl_frontier.tinyworld.builder import WORLD_VERSION, build
+
+SMALL_BUILD_CPU_LIMIT = 120.0  # CPU seconds = 60 s on the 2 free cores the targets assume
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory):
+    """The small world, built once per session into the session's basetemp (shared across files)."""
+    out = tmp_path_factory.getbasetemp() / "tinyworld-small-seed0"
+    m = build(out=out, size="small", seed=0, quiet=True)
+    return out, m
+
+
+@pytest.mark.slow
+def test_small_world_builds_fast_and_is_complete(small_world):
+    out, m = small_world
+    assert m["size"] == "small" and m["seed"] == 0 and m["versions"]["world_version"] == WORLD_VERSION
+    t = m["figures"]["timings"]
+    # wall time on a machine shared with other agents is noisy; CPU time is what the budget is about
+    assert t["cpu_seconds"] < SMALL_BUILD_CPU_LIMIT, t
+    for rel in ("tokenizer/tokenizer.json", "teacher/config.json", "teacher/model.safetensors", "student/config.json",
+                "student/tokenizer.json", "data/train.parquet", "data/test.parquet", "data/train_verbose.parquet",
+                "data/test_verbose.parquet", "manifest.json"):
+        assert (out / rel).is_file(), rel
+    assert set(m["files"]) >= {"data/train.parquet", "tokenizer/tokenizer.json", "teacher/model.safetensors"}
+    for role in ("teacher", "student"):
+        f = m["figures"][role]
+        assert 0.0 <= f["greedy_acc"] <= 1.0 and f["params"] > 0
+
+
+def test_cached_build_is_reused(small_world):
+    out, m = small_world
+    again = build(out=out, size="small", seed=0, quiet=True)
+    assert again["built_at_unix"] == m["built_at_unix"]
+
+
+def test_models_load_with_auto_classes(small_world):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out, m = small_world
+    tok = AutoTokenizer.from_pretrained(out / "tokenizer")
+    for role in ("teacher", "student"):
+        model = AutoModelForCausalLM.from_pretrained(out / role)
+        assert type(model).__name__ == "Qwen2ForCausalLM"
+        assert model.config.vocab_size == len(tok)  # verl pitfall
+        assert model.get_input_embeddings().weight.shape[0] == len(tok)
+        t2 = AutoTokenizer.from_pretrained(out / role)
+        assert len(t2) == len(tok) and t2.chat_template == tok.chat_template
+        ids = tok.apply_chat_template([{"role": "user", "content": "Compute 1+2. Be concise."}], add_generation_prompt=True, tokenize=True, return_dict=True)
+        x = torch.tensor([ids["input_ids"]])
+        gen = model.generate(x, max_new_tokens=4, do_sample=False, pad_token_id=tok.pad_token_id)
+        assert gen.shape[1] <= x.shape[1] + 4
+    ts, s = m["figures"]["teacher"]["params"], m["figures"]["student"]["params"]
+    assert s < ts
+
+
+def test_parquet_format(small_world):
+    import pandas as pd
+
+    out, _ = small_world
+    for name in ("train", "test", "train_verbose", "test_verbose"):
+        df = pd.read_parquet(out / "data" / f"{name}.parquet")
+        assert {"data_source", "prompt", "ability", "reward_model", "extra_info"} <= set(df.columns)
+        row = df.iloc[0]
+        assert list(row["prompt"])[0]["role"] == "user"
+        assert row["reward_model"]["style"] == "rule" and int(row["reward_model"]["ground_truth"]) >= 0
+        assert row["extra_info"]["split"] == name.split("_")[0]
+        assert row["extra_info"]["style"] == ("verbose" if name.endswith("verbose") else "concise")
+        assert {"index", "num_operands", "digits", "difficulty"} <= set(row["extra_info"])
+    train = set(pd.read_parquet(out / "data/train.parquet")["extra_info"].map(lambda e: e["expression"]))
+    test = set(pd.read_parquet(out / "data/test.parquet")["extra_info"].map(lambda e: e["expression"]))
+    assert not (train & test)
+
+
+def test_reference_answers_score_one(small_world):
+    import pandas as pd
+
+    from verl_frontier.tinyworld.reward import compute_score
+
+    out, _ = small_world
+    df = pd.read_parquet(out / "data/test_verbose.parquet")
+    for _, r in df.iterrows():
+        assert compute_score(r["data_source"], r["extra_info"]["reference"] + "<|endoftext|>", r["reward_model"]["ground_truth"])["score"] == 1.0
+
+
+def test_parquet_passes_verl_rlhf_dataset(small_world, tmp_path):
+    from omegaconf import OmegaConf
+    from transformers import AutoTokenizer
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    out, _ = small_world
+    tok = AutoTokenizer.from_pretrained(out / "tokenizer")
+    cfg = OmegaConf.create(
+        {"prompt_key": "prompt", "max_prompt_length": 64, "filter_overlong_prompts": True, "truncation": "error",
+         "cache_dir": str(tmp_path / "cache"), "return_raw_chat": True}
+    )
+    for name in ("train", "test_verbose"):
+        ds = RLHFDataset(data_files=[str(out / "data" / f"{name}.parquet")], tokenizer=tok, config=cfg)
+        assert len(ds) > 0
+        for i in range(3):
+            item = ds[i]
+            assert item["raw_prompt"][0]["role"] == "user"
+            assert item["index"] == i or isinstance(item["index"], int)
+            ids = tok.apply_chat_template(item["raw_prompt"], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+            assert tok.unk_token_id not in ids and len(ids) <= 64
+
+
+@pytest.mark.slow
+def test_same_seed_same_files(small_world, tmp_path):
+    out, m = small_world
+    m2 = build(out=tmp_path / "again", size="small", seed=0, quiet=True)
+    data_tok = {k: v for k, v in m["files"].items() if k.startswith(("data/", "tokenizer/"))}
+    assert data_tok and all(m2["files"][k] == v for k, v in data_tok.items())
+    # plain torch on CPU with a fixed seed and thread count: the weights are bit-identical here too
+    for k in ("teacher/model.safetensors", "student/model.safetensors"):
+        assert m2["files"][k] == m["files"][k], k
+    other = build(out=tmp_path / "seed1", size="small", seed=1, quiet=True)
+    assert other["files"]["data/train.parquet"] != m["files"]["data/train.parquet"]
+    assert other["files"]["tokenizer/tokenizer.json"] == m["files"]["tokenizer/tokenizer.json"]
+
+
+def test_world_dir_default_and_env(monkeypatch, tmp_path):
+    from verl_frontier.tinyworld.paths import world_dir
+
+    monkeypatch.delenv("FRONTIER_WORLD_DIR", raising=False)
+    d = world_dir("small", 3)
+    assert d.name == "small-seed3" and d.parent.name == ".world"
+    monkeypatch.setenv("FRONTIER_WORLD_DIR", str(tmp_path / "w"))
+    assert world_dir() == tmp_path / "w"
+
+
+def test_cli_info_and_module_entry(small_world):
+    from typer.testing import CliRunner
+
+    from verl_frontier.tinyworld.cli import world_app
+
+    out, _ = small_world
+    r = CliRunner().invoke(world_app, ["info", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "teacher" in r.output and "greedy_acc" in r.output
+    r = CliRunner().invoke(world_app, ["build", "--out", str(out), "--size", "small", "--quiet"])
+    assert r.exit_code == 0, r.output  # cached: returns at once
+    env = dict(os.environ, FRONTIER_WORLD_DIR=str(out))
+    p = subprocess.run([sys.executable, "-m", "verl_frontier.tinyworld", "info", "--json"], env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["size"] == "small"
