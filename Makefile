@@ -26,7 +26,7 @@ venv: $(STAMP)
 $(STAMP): setup.py pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
-	$(PIP) install -e '.[dev]'
+	$(PIP) install -e '.[dev]' --config-settings editable_mode=compat  # compat: Hydra must find hydra_plugins/ on sys.path
 	touch $@
 
 test: venv
@@ -48,7 +48,7 @@ format: venv
 
 # placeholders: the scripts land with the tiny world, the paper reproductions and the benchmarks
 world: venv
-	$(PY) -m verl_frontier.tinyworld.build
+	$(PY) -m verl_frontier.tinyworld build
 
 reproduce: venv
 	$(PY) -m verl_frontier.reproduce

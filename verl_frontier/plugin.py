@@ -5,7 +5,9 @@ worker). It
 
 1. imports each method plugin module in :data:`METHOD_PLUGINS` (their import registers advantage
    estimators, losses, agent loops, ... with verl), and
-2. installs the config validation hook (see :mod:`verl_frontier.validation`).
+2. installs the config validation hook (see :mod:`verl_frontier.validation`), and
+3. registers the OmegaConf resolver ``${frontier_world:<relative path>}`` that tiny-world recipe variants
+   use for model and data paths (see :func:`verl_frontier.tinyworld.paths.world_path`).
 
 verl swallows exceptions raised by entry points (it logs them at DEBUG), so this module never raises:
 problems are logged at WARNING and recorded in :data:`LOAD_ERRORS`.
@@ -41,6 +43,16 @@ def _load() -> None:
         except Exception as exc:  # noqa: BLE001 - must not raise inside verl's entry-point loop
             LOAD_ERRORS[module_name] = _describe(exc)
             logger.warning("verl-frontier: failed to import method plugin %s: %s", module_name, _describe(exc))
+    try:
+        from omegaconf import OmegaConf
+
+        from verl_frontier.tinyworld.paths import world_path
+
+        if not OmegaConf.has_resolver("frontier_world"):
+            OmegaConf.register_new_resolver("frontier_world", world_path)
+    except Exception as exc:  # noqa: BLE001
+        LOAD_ERRORS["frontier_world_resolver"] = _describe(exc)
+        logger.warning("verl-frontier: frontier_world resolver not registered: %s", _describe(exc))
     try:
         from verl_frontier.validation import install_validation_hook
 

@@ -23,7 +23,7 @@ from .paths import world_dir
 from .sft import ModelSpec, TrainSpec, make_model, num_params, train
 from .tokenizer import build_tokenizer
 
-WORLD_VERSION = "1"
+WORLD_VERSION = "2"  # 2: Qwen2Tokenizer-compatible char vocabulary
 
 
 @dataclass(frozen=True)

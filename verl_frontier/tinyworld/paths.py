@@ -23,3 +23,21 @@ def world_dir(size: str = "full", seed: int = 0) -> Path:
     if env:
         return Path(env).expanduser()
     return repo_root() / ".world" / f"{size}-seed{seed}"
+
+
+SIZE_ENV_VAR = "FRONTIER_WORLD_SIZE"
+
+
+def world_path(relative: str = "") -> str:
+    """Absolute path inside the active tiny world, for the ``${frontier_world:student}`` config resolver.
+
+    The world is ``$FRONTIER_WORLD_DIR`` if set, else ``world_dir($FRONTIER_WORLD_SIZE or "full", seed 0)``.
+    Raises a message saying how to build it when the world does not exist.
+    """
+    root = world_dir(os.environ.get(SIZE_ENV_VAR, "full"), 0)
+    if not (root / "manifest.json").exists():
+        raise FileNotFoundError(
+            f"tiny world not found at {root}: build it with `frontier world build` "
+            f"(or point {ENV_VAR} at a built world)"
+        )
+    return str(root / relative) if relative else str(root)

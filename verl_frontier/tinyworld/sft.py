@@ -15,6 +15,7 @@ import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from . import tasks
+from .tokenizer import char_ids
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class BatchMaker:
         self.cells = cells
         self.weights = cell_weights
         self.rng = random.Random(seed)
-        self.vocab = tokenizer.get_vocab()
+        self.vocab = char_ids(tokenizer)
         self.eos = tokenizer.eos_token_id
         self.pad = tokenizer.pad_token_id
         self.user = self.vocab["<|user|>"]
