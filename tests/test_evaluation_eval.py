@@ -24,7 +24,9 @@ def small_world(tmp_path_factory):
 def test_evaluate_on_small_world(small_world, tmp_path):
     from verl_frontier.evaluation import evaluate
 
-    res = evaluate(small_world / "student", small_world / "data/test.parquet", n=4, max_new_tokens=48, limit=12, out_dir=tmp_path)
+    res = evaluate(
+        small_world / "student", small_world / "data/test.parquet", n=4, max_new_tokens=48, limit=12, out_dir=tmp_path
+    )
     assert res["num_problems"] == 12
     assert 0.0 <= res["greedy_accuracy"] <= 1.0
     assert list(res["pass_at_k"]) == ["1", "2", "3", "4"]
@@ -43,10 +45,28 @@ def test_evaluate_is_seeded_and_accepts_custom_reward(small_world, tmp_path):
 
     fn = tmp_path / "always.py"
     fn.write_text("def score(data_source, solution_str, ground_truth, extra_info=None, **kw):\n    return 1.0\n")
-    a = evaluate(small_world / "student", small_world / "data/test.parquet", n=2, max_new_tokens=16, limit=6, greedy=False, seed=3)
-    b = evaluate(small_world / "student", small_world / "data/test.parquet", n=2, max_new_tokens=16, limit=6, greedy=False, seed=3)
+    a = evaluate(
+        small_world / "student",
+        small_world / "data/test.parquet",
+        n=2,
+        max_new_tokens=16,
+        limit=6,
+        greedy=False,
+        seed=3,
+    )
+    b = evaluate(
+        small_world / "student",
+        small_world / "data/test.parquet",
+        n=2,
+        max_new_tokens=16,
+        limit=6,
+        greedy=False,
+        seed=3,
+    )
     assert a["pass_at_k"] == b["pass_at_k"] and a["sampled_mean_response_tokens"] == b["sampled_mean_response_tokens"]
-    c = evaluate(small_world / "student", small_world / "data/test.parquet", n=2, max_new_tokens=8, limit=4, reward=f"{fn}:score")
+    c = evaluate(
+        small_world / "student", small_world / "data/test.parquet", n=2, max_new_tokens=8, limit=4, reward=f"{fn}:score"
+    )
     assert c["greedy_accuracy"] == 1.0 and c["pass_at_k"]["2"] == 1.0
 
 
@@ -58,8 +78,21 @@ def test_eval_cli(small_world, tmp_path):
 
     app = typer.Typer()
     app.command()(eval_command)
-    r = CliRunner().invoke(app, [str(small_world / "teacher"), str(small_world / "data/test.parquet"), "--n", "2",
-                                 "--max-new-tokens", "16", "--limit", "4", "--out", str(tmp_path)])
+    r = CliRunner().invoke(
+        app,
+        [
+            str(small_world / "teacher"),
+            str(small_world / "data/test.parquet"),
+            "--n",
+            "2",
+            "--max-new-tokens",
+            "16",
+            "--limit",
+            "4",
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert (tmp_path / "eval.json").exists()
 
@@ -157,8 +190,12 @@ def test_merge_real_fsdp2_sharded_checkpoint(small_world, tmp_path):
     script = tmp_path / "fsdp_save.py"
     script.write_text(FSDP_SAVE)
     actor = tmp_path / "global_step_5" / "actor"
-    p = subprocess.run([sys.executable, str(script), str(small_world / "student"), str(actor), "2", str(_free_port())],
-                       capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [sys.executable, str(script), str(small_world / "student"), str(actor), "2", str(_free_port())],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     assert (actor / "model_world_size_2_rank_1.pt").exists()
     hf = resolve_checkpoint(tmp_path / "global_step_5")

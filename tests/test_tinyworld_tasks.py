@@ -103,13 +103,19 @@ def test_reward_cases(text, truth, score):
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.one_of(st.text(), st.binary(), st.integers(), st.none()), st.one_of(st.text(), st.integers(), st.none(), st.floats()))
+@given(
+    st.one_of(st.text(), st.binary(), st.integers(), st.none()),
+    st.one_of(st.text(), st.integers(), st.none(), st.floats()),
+)
 def test_reward_never_raises(solution, truth):
     r = compute_score("tinyworld/arith", solution, truth, extra_info={"x": 1})
     assert r["score"] in (0.0, 1.0)
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(-10**6, 10**6), st.text(max_size=30))
+@given(st.integers(-(10**6), 10**6), st.text(max_size=30))
 def test_reward_finds_any_int_answer(n, junk):
-    assert compute_score("d", f"{junk} Answer: {n}", str(n))["score"] == 1.0 or re.search(r"\d$", junk + " Answer: ") is None
+    assert (
+        compute_score("d", f"{junk} Answer: {n}", str(n))["score"] == 1.0
+        or re.search(r"\d$", junk + " Answer: ") is None
+    )

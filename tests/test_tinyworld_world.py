@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -28,9 +27,18 @@ def test_small_world_builds_fast_and_is_complete(small_world):
     t = m["figures"]["timings"]
     # wall time on a machine shared with other agents is noisy; CPU time is what the budget is about
     assert t["cpu_seconds"] < SMALL_BUILD_CPU_LIMIT, t
-    for rel in ("tokenizer/tokenizer.json", "teacher/config.json", "teacher/model.safetensors", "student/config.json",
-                "student/tokenizer.json", "data/train.parquet", "data/test.parquet", "data/train_verbose.parquet",
-                "data/test_verbose.parquet", "manifest.json"):
+    for rel in (
+        "tokenizer/tokenizer.json",
+        "teacher/config.json",
+        "teacher/model.safetensors",
+        "student/config.json",
+        "student/tokenizer.json",
+        "data/train.parquet",
+        "data/test.parquet",
+        "data/train_verbose.parquet",
+        "data/test_verbose.parquet",
+        "manifest.json",
+    ):
         assert (out / rel).is_file(), rel
     assert set(m["files"]) >= {"data/train.parquet", "tokenizer/tokenizer.json", "teacher/model.safetensors"}
     for role in ("teacher", "student"):
@@ -57,7 +65,12 @@ def test_models_load_with_auto_classes(small_world):
         assert model.get_input_embeddings().weight.shape[0] == len(tok)
         t2 = AutoTokenizer.from_pretrained(out / role)
         assert len(t2) == len(tok) and t2.chat_template == tok.chat_template
-        ids = tok.apply_chat_template([{"role": "user", "content": "Compute 1+2. Be concise."}], add_generation_prompt=True, tokenize=True, return_dict=True)
+        ids = tok.apply_chat_template(
+            [{"role": "user", "content": "Compute 1+2. Be concise."}],
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+        )
         x = torch.tensor([ids["input_ids"]])
         gen = model.generate(x, max_new_tokens=4, do_sample=False, pad_token_id=tok.pad_token_id)
         assert gen.shape[1] <= x.shape[1] + 4
@@ -91,7 +104,12 @@ def test_reference_answers_score_one(small_world):
     out, _ = small_world
     df = pd.read_parquet(out / "data/test_verbose.parquet")
     for _, r in df.iterrows():
-        assert compute_score(r["data_source"], r["extra_info"]["reference"] + "<|endoftext|>", r["reward_model"]["ground_truth"])["score"] == 1.0
+        assert (
+            compute_score(
+                r["data_source"], r["extra_info"]["reference"] + "<|endoftext|>", r["reward_model"]["ground_truth"]
+            )["score"]
+            == 1.0
+        )
 
 
 def test_parquet_passes_verl_rlhf_dataset(small_world, tmp_path):
@@ -102,8 +120,14 @@ def test_parquet_passes_verl_rlhf_dataset(small_world, tmp_path):
     out, _ = small_world
     tok = AutoTokenizer.from_pretrained(out / "tokenizer")
     cfg = OmegaConf.create(
-        {"prompt_key": "prompt", "max_prompt_length": 64, "filter_overlong_prompts": True, "truncation": "error",
-         "cache_dir": str(tmp_path / "cache"), "return_raw_chat": True}
+        {
+            "prompt_key": "prompt",
+            "max_prompt_length": 64,
+            "filter_overlong_prompts": True,
+            "truncation": "error",
+            "cache_dir": str(tmp_path / "cache"),
+            "return_raw_chat": True,
+        }
     )
     for name in ("train", "test_verbose"):
         ds = RLHFDataset(data_files=[str(out / "data" / f"{name}.parquet")], tokenizer=tok, config=cfg)
@@ -112,7 +136,9 @@ def test_parquet_passes_verl_rlhf_dataset(small_world, tmp_path):
             item = ds[i]
             assert item["raw_prompt"][0]["role"] == "user"
             assert item["index"] == i or isinstance(item["index"], int)
-            ids = tok.apply_chat_template(item["raw_prompt"], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+            ids = tok.apply_chat_template(
+                item["raw_prompt"], add_generation_prompt=True, tokenize=True, return_dict=True
+            )["input_ids"]
             assert tok.unk_token_id not in ids and len(ids) <= 64
 
 
@@ -152,6 +178,12 @@ def test_cli_info_and_module_entry(small_world):
     r = CliRunner().invoke(world_app, ["build", "--out", str(out), "--size", "small", "--quiet"])
     assert r.exit_code == 0, r.output  # cached: returns at once
     env = dict(os.environ, FRONTIER_WORLD_DIR=str(out))
-    p = subprocess.run([sys.executable, "-m", "verl_frontier.tinyworld", "info", "--json"], env=env, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "verl_frontier.tinyworld", "info", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["size"] == "small"

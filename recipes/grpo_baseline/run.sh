@@ -8,7 +8,7 @@
 set -euo pipefail
 
 RECIPE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"   # absolute: Hydra resolves a relative
-CONFIG_NAME="grpo_baseline"                                  # --config-path against verl's package
+CONFIG_NAME="${CONFIG_NAME:-grpo_baseline}"                                  # --config-path against verl's package
 PYTHON="${PYTHON:-python}"
 
 # Fail fast when a plugin registration is missing (verl swallows entry-point import errors).

@@ -21,7 +21,7 @@
 #SBATCH --output=%x-%j.out
 set -euo pipefail
 
-CONFIG_NAME="grpo_baseline"
+CONFIG_NAME="${CONFIG_NAME:-grpo_baseline}"
 PYTHON="${PYTHON:-python}"
 RAY_PORT="${RAY_PORT:-6379}"
 export RAY_AUTH_MODE=disabled         # Ray >= 2.60 enables token auth by default; the driver would hang

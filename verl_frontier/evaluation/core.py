@@ -8,8 +8,8 @@ import json
 import math
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -38,7 +38,9 @@ def load_reward_fn(spec: str | Callable | None) -> Callable:
 def _score(reward_fn, row, text) -> float:
     gt = row["reward_model"]["ground_truth"] if isinstance(row.get("reward_model"), dict) else None
     try:
-        r = reward_fn(data_source=row.get("data_source"), solution_str=text, ground_truth=gt, extra_info=row.get("extra_info"))
+        r = reward_fn(
+            data_source=row.get("data_source"), solution_str=text, ground_truth=gt, extra_info=row.get("extra_info")
+        )
     except Exception:
         return 0.0
     if isinstance(r, dict):
@@ -131,13 +133,22 @@ def evaluate(
         greedy_scores = greedy_lens = None
         greedy_out = None
         if greedy:
-            greedy_out = generate(model, tokenizer, prompts, greedy=True, max_new_tokens=max_new_tokens, batch_size=batch_size)
+            greedy_out = generate(
+                model, tokenizer, prompts, greedy=True, max_new_tokens=max_new_tokens, batch_size=batch_size
+            )
             greedy_scores = [_score(reward_fn, r, o[0]["text"]) for r, o in zip(rows, greedy_out)]
             greedy_lens = [o[0]["num_tokens"] for o in greedy_out]
         sample_scores = sample_lens = None
         if n and n > 0:
             samp = generate(
-                model, tokenizer, prompts, n=n, temperature=temperature, max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed
+                model,
+                tokenizer,
+                prompts,
+                n=n,
+                temperature=temperature,
+                max_new_tokens=max_new_tokens,
+                batch_size=batch_size,
+                seed=seed,
             )
             sample_scores = [[_score(reward_fn, r, o["text"]) for o in outs] for r, outs in zip(rows, samp)]
             sample_lens = [[o["num_tokens"] for o in outs] for outs in samp]
@@ -178,7 +189,11 @@ def evaluate(
             result["by_difficulty"] = diff
         if greedy_out is not None:
             result["examples"] = [
-                {"prompt": rows[i]["prompt"][-1]["content"], "response": greedy_out[i][0]["text"], "score": greedy_scores[i]}
+                {
+                    "prompt": rows[i]["prompt"][-1]["content"],
+                    "response": greedy_out[i][0]["text"],
+                    "score": greedy_scores[i],
+                }
                 for i in range(min(5, len(rows)))
             ]
         result["seconds"] = round(time.perf_counter() - t0, 2)
@@ -213,7 +228,9 @@ def plot_pass_at_k(result: dict, path: str | Path) -> None:
     if 1 < len(groups) <= 8:
         for name, g in groups.items():
             if g.get("pass_at_k"):
-                ax.plot(ks, [g["pass_at_k"].get(str(k), math.nan) for k in ks], alpha=0.6, lw=1, label=f"difficulty {name}")
+                ax.plot(
+                    ks, [g["pass_at_k"].get(str(k), math.nan) for k in ks], alpha=0.6, lw=1, label=f"difficulty {name}"
+                )
     if "greedy_accuracy" in result:
         ax.axhline(result["greedy_accuracy"], color="gray", ls="--", lw=1, label="greedy")
     ax.set_xlabel("k")

@@ -38,7 +38,8 @@ class SizeConfig:
     test_rows_per_cell: int
     verbose_eval_rows: int
     sample_n: int = 8
-    eval_max_new_tokens: tuple[int, int] = (160, 400)  # concise, verbose
+    eval_max_new_tokens: tuple[int, int] = (96, 256)  # concise, verbose
+    sample_eval_rows: int = 200  # problems (an even stride over test) for the n-sample figures
     targets: dict = field(default_factory=dict)
 
 
@@ -47,9 +48,9 @@ SIZES: dict[str, SizeConfig] = {
         cells=[(2, 1), (3, 1), (4, 1), (5, 1), (6, 1)],
         cell_weights=[1.0, 1.5, 2.0, 2.5, 3.0],
         teacher=ModelSpec(hidden_size=96, num_layers=3, num_heads=4, intermediate_size=384),
-        teacher_train=TrainSpec(steps=1600, batch_size=64),
+        teacher_train=TrainSpec(steps=900, batch_size=64),
         student=ModelSpec(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=256),
-        student_train=TrainSpec(steps=500, batch_size=64),
+        student_train=TrainSpec(steps=800, batch_size=64),
         train_rows_per_cell=2000,
         test_rows_per_cell=100,
         verbose_eval_rows=100,
@@ -71,7 +72,7 @@ SIZES: dict[str, SizeConfig] = {
         test_rows_per_cell=16,
         verbose_eval_rows=8,
         sample_n=4,
-        eval_max_new_tokens=(48, 96),
+        eval_max_new_tokens=(32, 64),
     ),
 }
 
@@ -165,12 +166,24 @@ def _score_rows(rows, outputs) -> list[list[float]]:
     return scores
 
 
-def measure(model, tokenizer, rows_concise, rows_verbose, *, sample_n: int | None, seed: int, max_new_tokens=(160, 400)) -> dict:
+def measure(
+    model,
+    tokenizer,
+    rows_concise,
+    rows_verbose,
+    *,
+    sample_n: int | None,
+    seed: int,
+    max_new_tokens=(96, 256),
+    sample_rows: int | None = None,
+) -> dict:
     from verl_frontier.evaluation.generate import generate
 
     figs: dict = {}
     t0 = time.perf_counter()
-    greedy = generate(model, tokenizer, [r["prompt"] for r in rows_concise], greedy=True, max_new_tokens=max_new_tokens[0])
+    greedy = generate(
+        model, tokenizer, [r["prompt"] for r in rows_concise], greedy=True, max_new_tokens=max_new_tokens[0]
+    )
     sc = _score_rows(rows_concise, greedy)
     figs["greedy_acc"] = round(sum(s[0] for s in sc) / len(sc), 4)
     by_k: dict[int, list[float]] = {}
@@ -180,19 +193,30 @@ def measure(model, tokenizer, rows_concise, rows_verbose, *, sample_n: int | Non
     figs["concise_mean_response_tokens"] = round(sum(o[0]["num_tokens"] for o in greedy) / len(greedy), 2)
     figs["concise_recheck_rate"] = round(sum("Check:" in o[0]["text"] for o in greedy) / len(greedy), 4)
     if rows_verbose:
-        vg = generate(model, tokenizer, [r["prompt"] for r in rows_verbose], greedy=True, max_new_tokens=max_new_tokens[1])
+        vg = generate(
+            model, tokenizer, [r["prompt"] for r in rows_verbose], greedy=True, max_new_tokens=max_new_tokens[1]
+        )
         vs = _score_rows(rows_verbose, vg)
         figs["verbose_greedy_acc"] = round(sum(s[0] for s in vs) / len(vs), 4)
         figs["verbose_mean_response_tokens"] = round(sum(o[0]["num_tokens"] for o in vg) / len(vg), 2)
         figs["verbose_recheck_rate"] = round(sum("Check:" in o[0]["text"] for o in vg) / len(vg), 4)
         figs["verbose_num_problems"] = len(rows_verbose)
     if sample_n:
+        m = len(rows_concise) if not sample_rows else min(sample_rows, len(rows_concise))
+        rows_s = [rows_concise[(i * len(rows_concise)) // m] for i in range(m)]  # even spread over the cells
         samples = generate(
-            model, tokenizer, [r["prompt"] for r in rows_concise], n=sample_n, temperature=1.0, max_new_tokens=max_new_tokens[0], seed=seed
+            model,
+            tokenizer,
+            [r["prompt"] for r in rows_s],
+            n=sample_n,
+            temperature=1.0,
+            max_new_tokens=max_new_tokens[0],
+            seed=seed,
         )
-        ss = _score_rows(rows_concise, samples)
+        ss = _score_rows(rows_s, samples)
         rates = [sum(s) / len(s) for s in ss]
         figs["sampled_n"] = sample_n
+        figs["sampled_num_problems"] = len(rows_s)
         figs["sampled_mean_pass_rate"] = round(sum(rates) / len(rates), 4)
         figs["frac_pass_rate_0"] = round(sum(r == 0 for r in rates) / len(rates), 4)
         figs["frac_pass_rate_mixed"] = round(sum(0 < r < 1 for r in rates) / len(rates), 4)
@@ -205,6 +229,11 @@ def measure(model, tokenizer, rows_concise, rows_verbose, *, sample_n: int | Non
 # ----------------------------------------------------------------------------- build
 
 
+def config_hash(cfg: SizeConfig) -> str:
+    """Hash of everything that shapes a world of this size (models, training, data sizes)."""
+    return hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def _cached(out: Path, seed: int, size: str) -> dict | None:
     mf = out / "manifest.json"
     if not mf.exists():
@@ -214,6 +243,8 @@ def _cached(out: Path, seed: int, size: str) -> dict | None:
     except Exception:
         return None
     if m.get("seed") != seed or m.get("size") != size or m.get("versions", {}).get("world_version") != WORLD_VERSION:
+        return None
+    if m.get("config_hash") != config_hash(SIZES[size]):
         return None
     if not all((out / rel).exists() for rel in m.get("files", {})):
         return None
@@ -263,7 +294,7 @@ def build(
         for name, rows in data.items():
             write_parquet(rows, tmp / "data" / f"{name}.parquet")
         timings["data_seconds"] = round(time.perf_counter() - t, 2)
-        _log(f"data: " + ", ".join(f"{k}={len(v)}" for k, v in data.items()), quiet)
+        _log("data: " + ", ".join(f"{k}={len(v)}" for k, v in data.items()), quiet)
 
         figures: dict = {}
         models = {}
@@ -273,7 +304,16 @@ def build(
         ):
             model = make_model(mspec, tokenizer, mseed)
             _log(f"{role}: {num_params(model):,} parameters, {tspec.steps} SFT steps", quiet)
-            stats = train(model, tokenizer, tspec, cfg.cells, cfg.cell_weights, mseed, desc=f"sft {role}", progress=progress and not quiet)
+            stats = train(
+                model,
+                tokenizer,
+                tspec,
+                cfg.cells,
+                cfg.cell_weights,
+                mseed,
+                desc=f"sft {role}",
+                progress=progress and not quiet,
+            )
             model.save_pretrained(tmp / role)
             tokenizer.save_pretrained(tmp / role)
             models[role] = model
@@ -284,9 +324,14 @@ def build(
         verbose_rows = data["test_verbose"][: cfg.verbose_eval_rows]
         for role, model in models.items():
             figs = measure(
-                model, tokenizer, data["test"], verbose_rows,
-                sample_n=cfg.sample_n if role == "student" else None, seed=seed,
+                model,
+                tokenizer,
+                data["test"],
+                verbose_rows,
+                sample_n=cfg.sample_n if role == "student" else None,
+                seed=seed,
                 max_new_tokens=cfg.eval_max_new_tokens,
+                sample_rows=cfg.sample_eval_rows,
             )
             figures[role].update(figs)
         timings["eval_seconds"] = round(time.perf_counter() - t, 2)
@@ -301,9 +346,14 @@ def build(
         manifest = {
             "seed": seed,
             "size": size,
+            "config_hash": config_hash(cfg),
             "versions": _versions(),
             "built_at_unix": int(time.time()),
-            "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform()},
+            "machine": {
+                "cpu_count": os.cpu_count(),
+                "torch_threads": torch.get_num_threads(),
+                "platform": platform.platform(),
+            },
             "layout": {
                 "tokenizer": "tokenizer/",
                 "teacher": "teacher/",
@@ -341,8 +391,14 @@ def _check_targets(cfg: SizeConfig, figures: dict) -> dict:
     if not t:
         return {}
     res = {
-        "build_seconds": [figures["timings"]["build_seconds"], figures["timings"]["build_seconds"] <= t["build_seconds_max"]],
-        "teacher_greedy_acc": [figures["teacher"]["greedy_acc"], figures["teacher"]["greedy_acc"] >= t["teacher_greedy_acc_min"]],
+        "build_seconds": [
+            figures["timings"]["build_seconds"],
+            figures["timings"]["build_seconds"] <= t["build_seconds_max"],
+        ],
+        "teacher_greedy_acc": [
+            figures["teacher"]["greedy_acc"],
+            figures["teacher"]["greedy_acc"] >= t["teacher_greedy_acc_min"],
+        ],
         "student_greedy_acc": [
             figures["student"]["greedy_acc"],
             t["student_greedy_acc_range"][0] <= figures["student"]["greedy_acc"] <= t["student_greedy_acc_range"][1],

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-world_app = typer.Typer(help="Build and inspect the tiny world (tokenizer, data, teacher, student).", no_args_is_help=True)
+world_app = typer.Typer(
+    help="Build and inspect the tiny world (tokenizer, data, teacher, student).", no_args_is_help=True
+)
 
 
 @world_app.command("build")
 def build_cmd(
-    out: Optional[Path] = typer.Option(None, "--out", help="World dir (default: $FRONTIER_WORLD_DIR or <repo>/.world/<size>-seed<seed>)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="World dir (default: $FRONTIER_WORLD_DIR or <repo>/.world/<size>-seed<seed>)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed; the world is deterministic from it."),
     size: str = typer.Option("full", "--size", help="full | small (small: < 60 s, for tests)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even if a matching world is cached."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default min(2, cpus))."),
+    threads: int | None = typer.Option(None, "--threads", help="torch threads (default min(2, cpus))."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Build the tiny world (cached: skipped if a manifest with the same seed/size/version exists)."""
@@ -30,7 +33,7 @@ def build_cmd(
 
 @world_app.command("info")
 def info_cmd(
-    path: Optional[Path] = typer.Argument(None, help="World dir (default: as for build)."),
+    path: Path | None = typer.Argument(None, help="World dir (default: as for build)."),
     seed: int = typer.Option(0, "--seed"),
     size: str = typer.Option("full", "--size"),
     as_json: bool = typer.Option(False, "--json", help="Print the whole manifest."),

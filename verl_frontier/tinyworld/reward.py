@@ -18,7 +18,9 @@ def extract_answer(solution_str) -> int | None:
     """The integer after the last ``Answer:`` marker, or ``None``."""
     try:
         if not isinstance(solution_str, str):
-            solution_str = solution_str.decode("utf-8", "replace") if isinstance(solution_str, bytes) else str(solution_str)
+            solution_str = (
+                solution_str.decode("utf-8", "replace") if isinstance(solution_str, bytes) else str(solution_str)
+            )
         text = solution_str[-_MAX_CHARS:]
         matches = _ANSWER_RE.findall(text)
         if not matches:

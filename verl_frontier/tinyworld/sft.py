@@ -90,7 +90,9 @@ class BatchMaker:
         return [self.vocab[c] for c in text]
 
     def _template_ids(self, prompt: str) -> list[int]:
-        text = self.tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False)
+        text = self.tok.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+        )
         return self.tok(text, add_special_tokens=False)["input_ids"]
 
     def prompt_ids(self, prompt: str) -> list[int]:
@@ -168,4 +170,10 @@ def train(model, tokenizer, spec: TrainSpec, cells, cell_weights, seed: int, des
         bar.close()
     model.eval()
     dt = time.perf_counter() - t0
-    return {"steps": spec.steps, "train_seconds": round(dt, 2), "tokens_per_second": round(tokens / dt), "final_loss_ema": round(ema or 0.0, 4), "train_spec": asdict(spec)}
+    return {
+        "steps": spec.steps,
+        "train_seconds": round(dt, 2),
+        "tokens_per_second": round(tokens / dt),
+        "final_loss_ema": round(ema or 0.0, 4),
+        "train_spec": asdict(spec),
+    }
