@@ -109,3 +109,13 @@ def run_python(code: str, env: dict | None = None, timeout: int = 180) -> subpro
 @pytest.fixture
 def python_subprocess():
     return run_python
+
+
+@pytest.fixture(scope="session")
+def small_world_dir(tmp_path_factory) -> Path:
+    """A small tiny world (random-ish tiny models + data), built once per session in about a second."""
+    from verl_frontier.tinyworld import build
+
+    out = tmp_path_factory.mktemp("world") / "small-seed0"
+    build(out=out, seed=0, size="small", quiet=True, progress=False)
+    return out

@@ -25,9 +25,7 @@ def model_dir(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("tiny_qwen2")
     vocab = {t: i for i, t in enumerate(SPECIALS + CHARS)}
     tok = PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer(
-            models.BPE(vocab=vocab, merges=[], unk_token="<unk>")
-        ),
+        tokenizer_object=Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>")),
         pad_token="<pad>",
         eos_token="<eos>",
         unk_token="<unk>",
@@ -94,11 +92,7 @@ def actor_logprobs(model, prompt_ids, response, temperature):
     """What verl's actor computes: forward on prompt+response, log_softmax(logits / T)."""
     t = temperature if temperature > 0 else 1.0
     logits = ref_logits(model, prompt_ids + response)[len(prompt_ids) - 1 : -1] / t
-    return (
-        torch.log_softmax(logits, -1)
-        .gather(1, torch.tensor(response).unsqueeze(1))
-        .squeeze(1)
-    )
+    return torch.log_softmax(logits, -1).gather(1, torch.tensor(response).unsqueeze(1)).squeeze(1)
 
 
 # 1. sampled log-probs == actor forward --------------------------------------------------------
@@ -165,9 +159,7 @@ def test_prompt_logprobs_actual_token(any_engine, ref_model):
     engine = any_engine
     p = prompt(11, offset=5)
     # temperature must not affect prompt log-probs (vLLM computes them on raw logits)
-    res = run(
-        engine.generate(p, {"max_tokens": 1, "temperature": 0.5, "prompt_logprobs": 0})
-    )
+    res = run(engine.generate(p, {"max_tokens": 1, "temperature": 0.5, "prompt_logprobs": 0}))
     ids, lps = res.prompt_logprobs
     assert len(ids) == len(p) and all(len(r) == 1 for r in ids + lps)
     assert [r[0] for r in ids[:-1]] == p[1:]
@@ -195,19 +187,12 @@ def test_load_weights(model_dir, ref_model):
     with torch.no_grad():
         for param in new_model.parameters():
             param.add_(0.1 * torch.randn(param.shape, generator=gen))
-    named = [
-        (n, t.clone().to(torch.bfloat16).float())
-        for n, t in new_model.named_parameters()
-    ]
+    named = [(n, t.clone().to(torch.bfloat16).float()) for n, t in new_model.named_parameters()]
     with torch.no_grad():  # make the reference hold exactly what was sent
-        for (n, t), param in zip(named, new_model.parameters()):
+        for (_n, t), param in zip(named, new_model.parameters()):
             param.copy_(t)
     info = eng.load_weights(named + [("not.a.weight", torch.zeros(1))])
-    assert (
-        info["loaded"] == len(named)
-        and info["missing"] == 0
-        and info["unexpected"] == 1
-    )
+    assert info["loaded"] == len(named) and info["missing"] == 0 and info["unexpected"] == 1
     assert info["weight_version"] == eng.weight_version == 1
     # tied embeddings: the lm head follows the embedding
     assert torch.equal(
@@ -224,12 +209,8 @@ def test_load_weights(model_dir, ref_model):
     assert old.weight_version == 0
 
     # prefix variations and partial buckets
-    info = eng.load_weights(
-        [(n.removeprefix("model."), t) for n, t in named[:3]], bump_version=False
-    )
-    assert (
-        info["loaded"] == 3 and info["unexpected"] == 0 and info["weight_version"] == 1
-    )
+    info = eng.load_weights([(n.removeprefix("model."), t) for n, t in named[:3]], bump_version=False)
+    assert info["loaded"] == 3 and info["unexpected"] == 0 and info["weight_version"] == 1
     with pytest.raises(ValueError, match="shape mismatch"):
         eng.load_weights([(named[0][0], torch.zeros(2, 2))])
 
@@ -280,16 +261,12 @@ def _assert_same(a, b):
                 atol=1e-5,
                 rtol=0,
             )
-        torch.testing.assert_close(
-            torch.tensor(x.log_probs), torch.tensor(y.log_probs), atol=1e-5, rtol=0
-        )
+        torch.testing.assert_close(torch.tensor(x.log_probs), torch.tensor(y.log_probs), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("chunk_logits", [1 << 27, 44 * 7 * 5])
 def test_batched_equals_alone_greedy(model_dir, ref_model, chunk_logits):
-    eng = HFGenerationEngine(
-        model_dir, batch_wait_ms=50, max_batch_size=8, prefill_chunk_logits=chunk_logits
-    )
+    eng = HFGenerationEngine(model_dir, batch_wait_ms=50, max_batch_size=8, prefill_chunk_logits=chunk_logits)
     batched = run(_concurrent(eng, REQUESTS))
     assert eng.num_batches == 1
     alone = run(_sequential(eng, REQUESTS))
@@ -298,9 +275,7 @@ def test_batched_equals_alone_greedy(model_dir, ref_model, chunk_logits):
     for (p, sp), res in zip(REQUESTS, batched):
         assert len(res.token_ids) <= sp.get("max_tokens", sp.get("max_new_tokens"))
         expected = actor_logprobs(ref_model, p, res.token_ids, sp["temperature"])
-        torch.testing.assert_close(
-            torch.tensor(res.log_probs), expected, atol=1e-5, rtol=0
-        )
+        torch.testing.assert_close(torch.tensor(res.log_probs), expected, atol=1e-5, rtol=0)
     assert batched[2].stop_reason == "length" and len(batched[2].token_ids) == 15
 
 
@@ -319,9 +294,7 @@ def test_batched_equals_alone_mixed_params(model_dir):
 
 def test_stop_tokens_and_max_tokens(engine):
     p = prompt(5, 2)
-    full = run(
-        engine.generate(p, {"temperature": 0, "max_tokens": 20, "ignore_eos": True})
-    )
+    full = run(engine.generate(p, {"temperature": 0, "max_tokens": 20, "ignore_eos": True}))
     assert full.stop_reason == "length" and len(full.token_ids) == 20
     stop = full.token_ids[4]
     cut = full.token_ids.index(stop) + 1
@@ -338,34 +311,24 @@ def test_stop_tokens_and_max_tokens(engine):
     )
     assert res.token_ids == full.token_ids[:cut] and res.stop_reason == "stop"
     assert res.log_probs == pytest.approx(full.log_probs[:cut], abs=1e-6)
-    res = run(
-        engine.generate(p, {"temperature": 0, "max_tokens": 3, "ignore_eos": True})
-    )
+    res = run(engine.generate(p, {"temperature": 0, "max_tokens": 3, "ignore_eos": True}))
     assert res.token_ids == full.token_ids[:3] and res.stop_reason == "length"
     assert EOS_ID in engine.eos_token_ids
     # eos stops unless ignored; max_tokens clamps to the context window
-    res = run(
-        engine.generate(
-            prompt(500), {"temperature": 0, "max_tokens": 50, "ignore_eos": True}
-        )
-    )
+    res = run(engine.generate(prompt(500), {"temperature": 0, "max_tokens": 50, "ignore_eos": True}))
     assert len(res.token_ids) == 12
 
 
 def test_eos_stops(model_dir):
     eng = HFGenerationEngine(model_dir)
     p = prompt(4)
-    full = run(
-        eng.generate(p, {"temperature": 0, "max_tokens": 30, "ignore_eos": True})
-    )
+    full = run(eng.generate(p, {"temperature": 0, "max_tokens": 30, "ignore_eos": True}))
     assert len(full.token_ids) == 30
     eng.eos_token_ids = frozenset({full.token_ids[2]})  # pretend this token is the eos
     cut = full.token_ids.index(full.token_ids[2]) + 1
     res = run(eng.generate(p, {"temperature": 0, "max_tokens": 30}))
     assert res.token_ids == full.token_ids[:cut] and res.stop_reason == "stop"
-    again = run(
-        eng.generate(p, {"temperature": 0, "max_tokens": 30, "ignore_eos": True})
-    )
+    again = run(eng.generate(p, {"temperature": 0, "max_tokens": 30, "ignore_eos": True}))
     assert again.token_ids == full.token_ids
 
 
@@ -381,9 +344,7 @@ def test_determinism_and_seed(model_dir, engine):
     r3 = run(_sequential(e3, [(p, sp)] * 3))
     assert [r.token_ids for r in r1] == [r.token_ids for r in r2]
     assert [r.token_ids for r in r1] != [r.token_ids for r in r3]
-    assert (
-        len({tuple(r.token_ids) for r in r1}) > 1
-    )  # successive requests draw fresh randomness
+    assert len({tuple(r.token_ids) for r in r1}) > 1  # successive requests draw fresh randomness
     # an explicit per-request seed (vLLM's `seed`) pins the sample
     s1 = run(e1.generate(p, dict(sp, seed=42)))
     s3 = run(e3.generate(p, dict(sp, seed=42)))
@@ -430,9 +391,7 @@ def test_abort_and_resume(model_dir):
         assert rejected.stop_reason == "aborted" and rejected.token_ids == []
         eng.resume()
         await eng.wait_for_drain()
-        ok = await asyncio.gather(
-            *(eng.generate(prompt(4, i), {"max_tokens": 3}) for i in range(3))
-        )
+        ok = await asyncio.gather(*(eng.generate(prompt(4, i), {"max_tokens": 3}) for i in range(3)))
         assert all(r.stop_reason != "aborted" for r in ok)
         await eng.wait_for_drain()
         assert eng.num_pending == 0

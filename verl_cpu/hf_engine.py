@@ -87,9 +87,7 @@ class _Request:
         )
 
 
-def apply_top_k_top_p(
-    logits: torch.Tensor, top_k: torch.Tensor | None, top_p: torch.Tensor | None
-) -> torch.Tensor:
+def apply_top_k_top_p(logits: torch.Tensor, top_k: torch.Tensor | None, top_p: torch.Tensor | None) -> torch.Tensor:
     """Mask ``logits`` (B, V) outside the per-row top-k then top-p support with ``-inf`` (vLLM's rule).
 
     ``top_k`` is a (B,) long tensor (use V to disable a row), ``top_p`` a (B,) float tensor
@@ -99,9 +97,7 @@ def apply_top_k_top_p(
         return logits
     logits_sort, logits_idx = logits.sort(dim=-1, descending=False)
     if top_k is not None:
-        kth = (logits_sort.size(1) - top_k.to(torch.long)).clamp(
-            0, logits_sort.size(1) - 1
-        )
+        kth = (logits_sort.size(1) - top_k.to(torch.long)).clamp(0, logits_sort.size(1) - 1)
         kth_value = logits_sort.gather(1, kth.unsqueeze(1))
         logits_sort = logits_sort.masked_fill(logits_sort < kth_value, float("-inf"))
     if top_p is not None:
@@ -142,9 +138,7 @@ class HFGenerationEngine:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if dtype not in _DTYPES:
-            raise ValueError(
-                f"unsupported dtype {dtype!r}; choose one of {sorted(_DTYPES)}"
-            )
+            raise ValueError(f"unsupported dtype {dtype!r}; choose one of {sorted(_DTYPES)}")
         self.model_path = model_path
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.model = AutoModelForCausalLM.from_pretrained(
@@ -158,10 +152,7 @@ class HFGenerationEngine:
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         self.weight_version = 0
-        self.max_model_len = int(
-            max_model_len
-            or getattr(self.model.config, "max_position_embeddings", 1 << 30)
-        )
+        self.max_model_len = int(max_model_len or getattr(self.model.config, "max_position_embeddings", 1 << 30))
         self.vocab_size = int(self.model.get_output_embeddings().weight.shape[0])
 
         eos: set[int] = set()
@@ -174,11 +165,7 @@ class HFGenerationEngine:
             eos.update([source] if isinstance(source, int) else list(source))
         self.eos_token_ids = frozenset(int(i) for i in eos)
         pad = self.tokenizer.pad_token_id
-        self.pad_token_id = int(
-            pad
-            if pad is not None
-            else (min(self.eos_token_ids) if self.eos_token_ids else 0)
-        )
+        self.pad_token_id = int(pad if pad is not None else (min(self.eos_token_ids) if self.eos_token_ids else 0))
 
         self._model_lock = threading.Lock()
         self._abort_running = False  # read by the decode thread each step
@@ -191,9 +178,7 @@ class HFGenerationEngine:
 
     # ------------------------------------------------------------------ public API
 
-    async def generate(
-        self, prompt_ids: list[int], sampling_params: dict[str, Any]
-    ) -> GenerationResult:
+    async def generate(self, prompt_ids: list[int], sampling_params: dict[str, Any]) -> GenerationResult:
         """Generate a continuation of ``prompt_ids`` with vLLM-style ``sampling_params``."""
         self._ensure_started()
         req = self._make_request(prompt_ids, dict(sampling_params or {}))
@@ -303,16 +288,10 @@ class HFGenerationEngine:
                     raise ValueError(
                         f"shape mismatch for {name!r}: got {tuple(tensor.shape)}, expected {tuple(target.shape)}"
                     )
-                target.data.copy_(
-                    tensor.detach().to(device=target.device, dtype=target.dtype)
-                )
+                target.data.copy_(tensor.detach().to(device=target.device, dtype=target.dtype))
                 loaded.add(key)
         loaded_ptrs = {state[k].data_ptr() for k in loaded}
-        missing = [
-            k
-            for k, v in state.items()
-            if k not in loaded and v.data_ptr() not in loaded_ptrs
-        ]
+        missing = [k for k, v in state.items() if k not in loaded and v.data_ptr() not in loaded_ptrs]
         if bump_version:
             self.weight_version += 1
         return {
@@ -348,9 +327,7 @@ class HFGenerationEngine:
             )
         rep = sp.get("repetition_penalty")
         if rep is not None and float(rep) != 1.0:
-            raise ValueError(
-                f"repetition_penalty={rep} is not supported by the HF engine (only 1.0)"
-            )
+            raise ValueError(f"repetition_penalty={rep} is not supported by the HF engine (only 1.0)")
         for key in ("presence_penalty", "frequency_penalty", "min_p"):
             if sp.get(key) not in (None, 0, 0.0):
                 raise ValueError(f"{key}={sp[key]} is not supported by the HF engine")
@@ -363,15 +340,11 @@ class HFGenerationEngine:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
         max_tokens = min(max_tokens, room)
 
-        temperature = float(
-            sp.get("temperature", 1.0) if sp.get("temperature") is not None else 1.0
-        )
+        temperature = float(sp.get("temperature", 1.0) if sp.get("temperature") is not None else 1.0)
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         top_k = sp.get("top_k")
-        top_k = (
-            0 if top_k is None or int(top_k) <= 0 else min(int(top_k), self.vocab_size)
-        )
+        top_k = 0 if top_k is None or int(top_k) <= 0 else min(int(top_k), self.vocab_size)
         top_p = float(sp.get("top_p") if sp.get("top_p") is not None else 1.0)
         if not 0.0 < top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
@@ -428,20 +401,13 @@ class HFGenerationEngine:
                 self._queue_event.clear()
                 await self._queue_event.wait()
             deadline = time.monotonic() + self.batch_wait_ms / 1000.0
-            while (
-                len(self._queue) < self.max_batch_size and time.monotonic() < deadline
-            ):
+            while len(self._queue) < self.max_batch_size and time.monotonic() < deadline:
                 self._queue_event.clear()
                 try:
-                    await asyncio.wait_for(
-                        self._queue_event.wait(), deadline - time.monotonic()
-                    )
+                    await asyncio.wait_for(self._queue_event.wait(), deadline - time.monotonic())
                 except TimeoutError:
                     break
-            batch = [
-                self._queue.popleft()
-                for _ in range(min(self.max_batch_size, len(self._queue)))
-            ]
+            batch = [self._queue.popleft() for _ in range(min(self.max_batch_size, len(self._queue)))]
             if not batch:  # aborted while waiting
                 continue
             self.num_batches += 1
@@ -497,9 +463,7 @@ class HFGenerationEngine:
             return out.logits[:, -1, :], out.past_key_values
         bsz, width = input_ids.shape
         chunk = max(1, self.prefill_chunk_logits // (bsz * self.vocab_size))
-        acc: dict[int, tuple[list[list[int]], list[list[float]]]] = {
-            i: ([], []) for i in want
-        }
+        acc: dict[int, tuple[list[list[int]], list[list[float]]]] = {i: ([], []) for i in want}
         cache = None
         last = None
         for s in range(0, width, chunk):
@@ -535,16 +499,12 @@ class HFGenerationEngine:
             batch[i].prompt_lp = acc[i]
         return last, cache
 
-    def _sample(
-        self, logits: torch.Tensor, reqs: list[_Request]
-    ) -> tuple[list[int], list[float]]:
+    def _sample(self, logits: torch.Tensor, reqs: list[_Request]) -> tuple[list[int], list[float]]:
         """Pick one token per row; return it and its processed log-prob."""
         logits = logits.float()
         temps = torch.tensor([r.temperature for r in reqs], dtype=torch.float32)
         greedy = temps < _SAMPLING_EPS
-        scaled = logits / torch.where(greedy, torch.ones_like(temps), temps).unsqueeze(
-            1
-        )
+        scaled = logits / torch.where(greedy, torch.ones_like(temps), temps).unsqueeze(1)
         logprobs = torch.log_softmax(scaled, dim=-1)
         tokens = logits.argmax(dim=-1)
         rows = [i for i, r in enumerate(reqs) if r.temperature >= _SAMPLING_EPS]
@@ -552,9 +512,7 @@ class HFGenerationEngine:
             sub = scaled[rows]
             top_k = top_p = None
             if any(reqs[i].top_k > 0 for i in rows):
-                top_k = torch.tensor(
-                    [reqs[i].top_k or sub.shape[1] for i in rows], dtype=torch.long
-                )
+                top_k = torch.tensor([reqs[i].top_k or sub.shape[1] for i in rows], dtype=torch.long)
             if any(reqs[i].top_p < 1.0 for i in rows):
                 top_p = torch.tensor([reqs[i].top_p for i in rows], dtype=torch.float32)
             probs = torch.softmax(apply_top_k_top_p(sub, top_k, top_p), dim=-1)
@@ -579,9 +537,7 @@ class HFGenerationEngine:
             input_ids = torch.full((bsz, width), self.pad_token_id, dtype=torch.long)
             attn = torch.zeros((bsz, width), dtype=torch.long)
             for i, r in enumerate(batch):
-                input_ids[i, width - lens[i] :] = torch.tensor(
-                    r.prompt_ids, dtype=torch.long
-                )
+                input_ids[i, width - lens[i] :] = torch.tensor(r.prompt_ids, dtype=torch.long)
                 attn[i, width - lens[i] :] = 1
             position_ids = (attn.cumsum(-1) - 1).clamp(min=0)
             logits, cache = self._prefill(batch, input_ids, attn, position_ids, lens)

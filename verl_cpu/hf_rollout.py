@@ -14,13 +14,12 @@ import asyncio
 import logging
 import os
 import socket
-from typing import Any, Generator, Optional
+from collections.abc import Generator
+from typing import Any
 
 import ray
 import torch
 from omegaconf import DictConfig, OmegaConf
-
-from verl.utils.config import omega_conf_to_dataclass
 from verl.workers.config import RolloutConfig
 from verl.workers.rollout.base import BaseRollout
 from verl.workers.rollout.replica import RolloutReplica, TokenOutput
@@ -35,7 +34,9 @@ UNSUPPORTED_SAMPLING_KEYS = ("image_data", "video_data", "audio_data")
 def _model_path(model_config) -> str:
     """Local path of the served model from an ``HFModelConfig`` or the teacher pool's raw ``DictConfig``."""
     for key in ("local_path", "path", "model_path"):
-        value = model_config.get(key) if isinstance(model_config, (dict, DictConfig)) else getattr(model_config, key, None)
+        value = (
+            model_config.get(key) if isinstance(model_config, (dict, DictConfig)) else getattr(model_config, key, None)
+        )
         if value:
             return str(value)
     raise ValueError(f"hf rollout: cannot find a model path in model config {model_config!r}")
@@ -60,16 +61,14 @@ class HFRolloutServer:
         node_rank: int = 0,
         gpus_per_node: int = 1,
         nnodes: int = 1,
-        cuda_visible_devices: Optional[str] = None,
+        cuda_visible_devices: str | None = None,
     ):
         from verl_cpu.hf_engine import HFGenerationEngine
 
-        if isinstance(config, (dict, DictConfig)):
-            config = omega_conf_to_dataclass(config, dataclass_type=RolloutConfig)
-        self.config = config
+        self.config = config  # a RolloutConfig from the replica; plain mappings work too (tests)
         self.replica_rank = replica_rank
         self.node_rank = node_rank
-        self.global_steps: Optional[int] = None
+        self.global_steps: int | None = None
         self.model_path = _model_path(model_config)
         torch.set_num_threads(max(1, int(os.environ.get("VERL_CPU_ROLLOUT_THREADS", torch.get_num_threads()))))
         self.engine = HFGenerationEngine(
@@ -90,7 +89,7 @@ class HFRolloutServer:
         self,
         prompt_ids: list[int],
         sampling_params: dict[str, Any],
-        request_id: Optional[str] = None,
+        request_id: str | None = None,
         image_data=None,
         video_data=None,
         audio_data=None,
@@ -136,7 +135,7 @@ class HFRolloutServer:
         )
 
     # ---- weights --------------------------------------------------------------------------------------
-    def update_weights(self, named_tensors: list[tuple[str, torch.Tensor]], global_steps: Optional[int] = None):
+    def update_weights(self, named_tensors: list[tuple[str, torch.Tensor]], global_steps: int | None = None):
         report = self.engine.load_weights(named_tensors)
         if global_steps is not None:
             self.global_steps = global_steps
@@ -156,7 +155,7 @@ class HFRolloutServer:
     async def launch_server(self, *args, **kwargs):
         return None
 
-    async def wake_up(self, tags: Optional[list[str]] = None):
+    async def wake_up(self, tags: list[str] | None = None):
         return None
 
     async def sleep(self):
@@ -231,7 +230,9 @@ class HFReplica(RolloutReplica):
         if isinstance(model_config, DictConfig):
             model_config = OmegaConf.to_container(model_config, resolve=True)
         server = self.server_class.options(
-            scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
+            scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
+                node_id=node_id, soft=False
+            ),
             name=self._server_name(),
             max_concurrency=self.max_concurrency,
             num_cpus=0,
@@ -283,7 +284,7 @@ class HFServerAdapter(BaseRollout):
     async def update_weights(
         self,
         weights: Generator[tuple[str, torch.Tensor], None, None],
-        global_steps: Optional[int] = None,
+        global_steps: int | None = None,
         wire_format: str = "named_tensors",
         **kwargs,
     ):

@@ -8,7 +8,7 @@ module is actually imported (or runs it at once if it already is).
 import importlib.abc
 import importlib.util
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 _callbacks: dict[str, list[Callable]] = {}
 

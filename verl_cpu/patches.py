@@ -8,8 +8,8 @@ patching blindly. Each is a 1-3 line upstream fix.
 
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from verl_cpu import ROLLOUT_NAME, SUPPORTED_VERL_VERSIONS
 from verl_cpu.import_hooks import when_imported
@@ -96,9 +96,21 @@ def _patch_teacher_topk_validation(module) -> None:
 
 
 CPU_PATCHES = (
-    Patch("verl.utils.distributed", "initialize_global_process_group_ray", "gloo-only backend string", _patch_process_group),
-    Patch("verl.utils.fsdp_utils", "CPUOffloadPolicy", "no pinned memory without an accelerator", _patch_offload_policy),
-    Patch("verl.workers.engine.fsdp.transformer_impl", "EngineRegistry", "FSDP engines for device cpu", _register_fsdp_engines),
+    Patch(
+        "verl.utils.distributed",
+        "initialize_global_process_group_ray",
+        "gloo-only backend string",
+        _patch_process_group,
+    ),
+    Patch(
+        "verl.utils.fsdp_utils", "CPUOffloadPolicy", "no pinned memory without an accelerator", _patch_offload_policy
+    ),
+    Patch(
+        "verl.workers.engine.fsdp.transformer_impl",
+        "EngineRegistry",
+        "FSDP engines for device cpu",
+        _register_fsdp_engines,
+    ),
     Patch(
         "verl.workers.config.distillation",
         "DistillationTeacherModelConfig._validate_topk_logprobs",

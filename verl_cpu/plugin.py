@@ -47,7 +47,6 @@ def _register_rollout_adapter(module) -> None:
     module._ROLLOUT_REGISTRY[(ROLLOUT_NAME, "async")] = "verl_cpu.hf_rollout.HFServerAdapter"
 
 
-
 def register() -> None:
     _register_platform()
     when_imported("verl.workers.rollout.replica", _register_rollout_replica)

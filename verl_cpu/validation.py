@@ -38,10 +38,17 @@ def check_cpu_config(config) -> None:
     for prefix, rollout in rollouts:
         if rollout is None or rollout.get("name") != ROLLOUT_NAME:
             continue
-        for key in ("tensor_model_parallel_size", "pipeline_model_parallel_size", "data_parallel_size", "expert_parallel_size"):
+        for key in (
+            "tensor_model_parallel_size",
+            "pipeline_model_parallel_size",
+            "data_parallel_size",
+            "expert_parallel_size",
+        ):
             value = rollout.get(key, 1)
             if value is not None and int(value) != 1:
-                raise CPUConfigError(f"{prefix}.{key}={value}: the hf rollout backend serves one process per replica; set it to 1")
+                raise CPUConfigError(
+                    f"{prefix}.{key}={value}: the hf rollout backend serves one process per replica; set it to 1"
+                )
         if rollout.get("disaggregation", {}) and rollout.get("disaggregation", {}).get("enabled", False):
             raise CPUConfigError(f"{prefix}.disaggregation.enabled=True is not supported by the hf rollout backend")
 

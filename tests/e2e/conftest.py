@@ -6,9 +6,5 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def small_world(tmp_path_factory):
-    from verl_frontier.tinyworld import build
-
-    out = tmp_path_factory.mktemp("world") / "small-seed0"
-    build(out=out, seed=0, size="small", quiet=True, progress=False)
-    return out
+def small_world(small_world_dir):
+    return small_world_dir

@@ -6,7 +6,6 @@ One subprocess per run (each is a full ``python -m verl.trainer.main_ppo``); run
 from __future__ import annotations
 
 import pytest
-
 from verl_runner import run_recipe
 
 pytestmark = pytest.mark.e2e

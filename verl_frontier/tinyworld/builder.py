@@ -38,6 +38,7 @@ class SizeConfig:
     test_rows_per_cell: int
     verbose_eval_rows: int
     sample_n: int = 8
+    parallel_train: bool = True  # teacher and student in two processes (1 thread each)
     eval_max_new_tokens: tuple[int, int] = (96, 256)  # concise, verbose
     sample_eval_rows: int = 200  # problems (an even stride over test) for the n-sample figures
     targets: dict = field(default_factory=dict)
@@ -73,6 +74,7 @@ SIZES: dict[str, SizeConfig] = {
         verbose_eval_rows=8,
         sample_n=4,
         eval_max_new_tokens=(32, 64),
+        parallel_train=False,  # spawning costs more than these models' training
     ),
 }
 
@@ -229,6 +231,32 @@ def measure(
 # ----------------------------------------------------------------------------- build
 
 
+def _train_role(job, threads: int = 1) -> tuple[str, dict]:
+    """Train and save one model (runs in a worker process or in-process). Deterministic from its seed."""
+    role, size, mseed, tmp, progress, position = job
+    torch.set_num_threads(threads)
+    from transformers import AutoTokenizer
+
+    cfg = SIZES[size]
+    mspec, tspec = (cfg.teacher, cfg.teacher_train) if role == "teacher" else (cfg.student, cfg.student_train)
+    tokenizer = AutoTokenizer.from_pretrained(Path(tmp) / "tokenizer")
+    model = make_model(mspec, tokenizer, mseed)
+    stats = train(
+        model,
+        tokenizer,
+        tspec,
+        cfg.cells,
+        cfg.cell_weights,
+        mseed,
+        desc=f"sft {role}",
+        progress=progress,
+        position=position,
+    )
+    model.save_pretrained(Path(tmp) / role)
+    tokenizer.save_pretrained(Path(tmp) / role)
+    return role, {"params": num_params(model), "model_spec": asdict(mspec), "torch_threads": threads, **stats}
+
+
 def config_hash(cfg: SizeConfig) -> str:
     """Hash of everything that shapes a world of this size (models, training, data sizes)."""
     return hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -264,6 +292,7 @@ def build(
     quiet: bool = False,
     threads: int | None = None,
     progress: bool = True,
+    parallel: bool | None = None,
 ) -> dict:
     """Build (or reuse) a tiny world; returns its manifest."""
     if size not in SIZES:
@@ -279,7 +308,7 @@ def build(
     t_start = time.perf_counter()
     c_start = time.process_time()
     old_threads = torch.get_num_threads()
-    torch.set_num_threads(threads or min(2, os.cpu_count() or 1))
+    torch.set_num_threads(threads or 1)
     try:
         tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
         if tmp.exists():
@@ -297,28 +326,35 @@ def build(
         _log("data: " + ", ".join(f"{k}={len(v)}" for k, v in data.items()), quiet)
 
         figures: dict = {}
-        models = {}
-        for role, mspec, tspec, mseed in (
-            ("teacher", cfg.teacher, cfg.teacher_train, seed * 1000 + 1),
-            ("student", cfg.student, cfg.student_train, seed * 1000 + 2),
+        jobs = [
+            ("teacher", size, seed * 1000 + 1, str(tmp), progress and not quiet, 0),
+            ("student", size, seed * 1000 + 2, str(tmp), progress and not quiet, 1),
+        ]
+        for role, mspec, tspec in (
+            ("teacher", cfg.teacher, cfg.teacher_train),
+            ("student", cfg.student, cfg.student_train),
         ):
-            model = make_model(mspec, tokenizer, mseed)
-            _log(f"{role}: {num_params(model):,} parameters, {tspec.steps} SFT steps", quiet)
-            stats = train(
-                model,
-                tokenizer,
-                tspec,
-                cfg.cells,
-                cfg.cell_weights,
-                mseed,
-                desc=f"sft {role}",
-                progress=progress and not quiet,
-            )
-            model.save_pretrained(tmp / role)
-            tokenizer.save_pretrained(tmp / role)
-            models[role] = model
-            figures[role] = {"params": num_params(model), "model_spec": asdict(mspec), **stats}
+            _log(f"{role}: {mspec} {tspec.steps} SFT steps", quiet)
+        t = time.perf_counter()
+        n_workers = min(len(jobs), os.cpu_count() or 1) if parallel is None else (2 if parallel else 1)
+        if n_workers > 1 and cfg.parallel_train:
+            # teacher and student train at once, one process and one thread each: on 2 cores this beats
+            # 2 threads per model (tiny matmuls scale badly, and much worse when the CPU is shared)
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(max_workers=n_workers, mp_context=mp.get_context("spawn")) as ex:
+                results = list(ex.map(_train_role, jobs))
+        else:
+            results = [_train_role(j, threads=torch.get_num_threads()) for j in jobs]
+        timings["train_wall_seconds"] = round(time.perf_counter() - t, 2)
+        from transformers import AutoModelForCausalLM
+
+        models = {}
+        for role, stats in results:
+            figures[role] = stats
             timings[f"{role}_train_seconds"] = stats["train_seconds"]
+            models[role] = AutoModelForCausalLM.from_pretrained(tmp / role, dtype=torch.float32).eval()
 
         t = time.perf_counter()
         verbose_rows = data["test_verbose"][: cfg.verbose_eval_rows]

@@ -127,7 +127,9 @@ def lr_at(step: int, spec: TrainSpec) -> float:
     return spec.lr * (spec.min_lr_frac + (1 - spec.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * prog)))
 
 
-def train(model, tokenizer, spec: TrainSpec, cells, cell_weights, seed: int, desc: str = "sft", progress=True) -> dict:
+def train(
+    model, tokenizer, spec: TrainSpec, cells, cell_weights, seed: int, desc: str = "sft", progress=True, position=None
+) -> dict:
     torch.manual_seed(seed)
     maker = BatchMaker(tokenizer, cells, cell_weights, seed)
     style_rng = random.Random(seed + 1)
@@ -144,7 +146,7 @@ def train(model, tokenizer, spec: TrainSpec, cells, cell_weights, seed: int, des
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=spec.steps, desc=desc, leave=True, mininterval=1.0)
+        bar = tqdm(total=spec.steps, desc=desc, leave=True, mininterval=1.0, position=position)
     t0 = time.perf_counter()
     tokens = 0
     ema = None
