@@ -95,6 +95,8 @@ def test_eval_cli(small_world, tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert (tmp_path / "eval.json").exists()
+    h = CliRunner().invoke(app, ["--help"])
+    assert h.exit_code == 0 and "--k-max" in h.output, h.output
 
 
 def test_resolve_rejects_unknown(tmp_path):

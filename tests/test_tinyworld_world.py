@@ -156,6 +156,15 @@ def test_same_seed_same_files(small_world, tmp_path):
     assert other["files"]["tokenizer/tokenizer.json"] == m["files"]["tokenizer/tokenizer.json"]
 
 
+@pytest.mark.slow
+def test_parallel_training_gives_the_same_models(small_world, tmp_path):
+    """The full world trains teacher and student in two spawned processes; same weights as in-process."""
+    out, m = small_world
+    m2 = build(out=tmp_path / "par", size="small", seed=0, quiet=True, parallel=True)
+    for k in ("teacher/model.safetensors", "student/model.safetensors", "data/test.parquet"):
+        assert m2["files"][k] == m["files"][k], k
+
+
 def test_world_dir_default_and_env(monkeypatch, tmp_path):
     from verl_frontier.tinyworld.paths import world_dir
 
@@ -175,6 +184,9 @@ def test_cli_info_and_module_entry(small_world):
     r = CliRunner().invoke(world_app, ["info", str(out)])
     assert r.exit_code == 0, r.output
     assert "teacher" in r.output and "greedy_acc" in r.output
+    for cmd in (["--help"], ["build", "--help"], ["info", "--help"]):
+        h = CliRunner().invoke(world_app, cmd)
+        assert h.exit_code == 0, h.output
     r = CliRunner().invoke(world_app, ["build", "--out", str(out), "--size", "small", "--quiet"])
     assert r.exit_code == 0, r.output  # cached: returns at once
     env = dict(os.environ, FRONTIER_WORLD_DIR=str(out))

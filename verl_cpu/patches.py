@@ -8,6 +8,7 @@ patching blindly. Each is a 1-3 line upstream fix.
 
 import functools
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -95,6 +96,25 @@ def _patch_teacher_topk_validation(module) -> None:
     cls._validate_topk_logprobs = _validate_topk_logprobs
 
 
+# 5. verl.trainer.ppo.v1.replay_buffer.ReplayBuffer polls TransferQueue every 2.0 s (a constructor default
+#    that no config key reaches). A tiny CPU step takes well under a second, so the v1 trainer spent ~2 s
+#    per step waiting on the poll. Poll every VERL_CPU_POLL_INTERVAL seconds (default 0.05) instead.
+def _patch_replay_buffer_poll(module) -> None:
+    cls = module.ReplayBuffer
+    original = cls.__init__
+    if getattr(original, "_verl_cpu", False):
+        return
+    interval = float(os.environ.get("VERL_CPU_POLL_INTERVAL", "0.05"))
+
+    @functools.wraps(original)
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("poll_interval", interval)
+        original(self, *args, **kwargs)
+
+    __init__._verl_cpu = True
+    cls.__init__ = __init__
+
+
 CPU_PATCHES = (
     Patch(
         "verl.utils.distributed",
@@ -116,6 +136,12 @@ CPU_PATCHES = (
         "DistillationTeacherModelConfig._validate_topk_logprobs",
         "top-k teacher log-probs from the hf server",
         _patch_teacher_topk_validation,
+    ),
+    Patch(
+        "verl.trainer.ppo.v1.replay_buffer",
+        "ReplayBuffer.__init__",
+        "poll TransferQueue every 50 ms, not 2 s",
+        _patch_replay_buffer_poll,
     ),
 )
 

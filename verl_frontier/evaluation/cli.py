@@ -10,7 +10,7 @@ import typer
 
 def eval_command(
     checkpoint: Path = typer.Argument(
-        ..., help="HF model dir, or a verl checkpoint (global_step_N[/actor] or its root)."
+        ..., help="HF model dir, or a verl checkpoint (global_step_N, global_step_N/actor or the checkpoint root)."
     ),
     data: Path = typer.Argument(..., help="verl-format parquet (prompt, reward_model.ground_truth, data_source)."),
     n: int = typer.Option(8, "--n", help="Samples per problem for pass@k (0: greedy only)."),

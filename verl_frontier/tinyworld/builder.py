@@ -231,6 +231,14 @@ def measure(
 # ----------------------------------------------------------------------------- build
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds of this process plus its finished children (the training workers)."""
+    import resource
+
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + ch.ru_utime + ch.ru_stime
+
+
 def _train_role(job, threads: int = 1) -> tuple[str, dict]:
     """Train and save one model (runs in a worker process or in-process). Deterministic from its seed."""
     role, size, mseed, tmp, progress, position = job
@@ -294,7 +302,13 @@ def build(
     progress: bool = True,
     parallel: bool | None = None,
 ) -> dict:
-    """Build (or reuse) a tiny world; returns its manifest."""
+    """Build (or reuse) a tiny world; returns its manifest.
+
+    ``out``: world dir (default ``world_dir(size, seed)``); ``force``: rebuild even if cached;
+    ``threads``: torch threads for the in-process work (default 1: these models are too small for
+    intra-op threads to pay); ``parallel``: train teacher and student in two spawned processes
+    (default: yes for ``full`` on >= 2 CPUs). Results do not depend on ``parallel``.
+    """
     if size not in SIZES:
         raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
     cfg = SIZES[size]
@@ -306,7 +320,7 @@ def build(
             return cached
 
     t_start = time.perf_counter()
-    c_start = time.process_time()
+    c_start = _cpu_seconds()
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads or 1)
     try:
@@ -336,14 +350,15 @@ def build(
         ):
             _log(f"{role}: {mspec} {tspec.steps} SFT steps", quiet)
         t = time.perf_counter()
-        n_workers = min(len(jobs), os.cpu_count() or 1) if parallel is None else (2 if parallel else 1)
-        if n_workers > 1 and cfg.parallel_train:
+        if parallel is None:
+            parallel = cfg.parallel_train and (os.cpu_count() or 1) >= 2
+        if parallel:
             # teacher and student train at once, one process and one thread each: on 2 cores this beats
             # 2 threads per model (tiny matmuls scale badly, and much worse when the CPU is shared)
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
 
-            with ProcessPoolExecutor(max_workers=n_workers, mp_context=mp.get_context("spawn")) as ex:
+            with ProcessPoolExecutor(max_workers=len(jobs), mp_context=mp.get_context("spawn")) as ex:
                 results = list(ex.map(_train_role, jobs))
         else:
             results = [_train_role(j, threads=torch.get_num_threads()) for j in jobs]
@@ -375,7 +390,7 @@ def build(
         timings["build_seconds"] = round(time.perf_counter() - t_start, 2)
         # CPU seconds of this process: on a machine shared with other jobs, cpu_seconds / threads is a
         # better estimate of the wall time on free cores than build_seconds
-        timings["cpu_seconds"] = round(time.process_time() - c_start, 2)
+        timings["cpu_seconds"] = round(_cpu_seconds() - c_start, 2)
         figures["timings"] = timings
         figures["targets"] = _check_targets(cfg, figures)
 

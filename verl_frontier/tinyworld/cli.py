@@ -20,13 +20,16 @@ def build_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed; the world is deterministic from it."),
     size: str = typer.Option("full", "--size", help="full | small (small: < 60 s, for tests)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even if a matching world is cached."),
-    threads: int | None = typer.Option(None, "--threads", help="torch threads (default min(2, cpus))."),
+    threads: int | None = typer.Option(None, "--threads", help="torch threads in-process (default 1)."),
+    parallel: bool | None = typer.Option(
+        None, "--parallel/--sequential", help="Train teacher and student in two processes (default: full size)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Build the tiny world (cached: skipped if a manifest with the same seed/size/version exists)."""
     from .builder import build, format_figures
 
-    m = build(out=out, seed=seed, size=size, force=force, threads=threads, quiet=quiet)
+    m = build(out=out, seed=seed, size=size, force=force, threads=threads, quiet=quiet, parallel=parallel)
     if quiet:
         typer.echo(format_figures(m))
 
