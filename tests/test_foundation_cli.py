@@ -50,7 +50,7 @@ def test_new_recipe_copies_and_renames(cli, recipes_copy):
     assert "experiment_name: my_grpo_small\n" in (new / "my_grpo_small.yaml").read_text()
     for script in ("run.sh", "slurm.sh"):
         body = (new / script).read_text()
-        assert 'CONFIG_NAME="my_grpo"' in body and "grpo_baseline" not in body
+        assert 'CONFIG_NAME="${CONFIG_NAME:-my_grpo}"' in body and "grpo_baseline" not in body
         assert os.access(new / script, os.X_OK)
     assert (new / "README.md").read_text().startswith("# my_grpo")
     # the source is untouched and both compose

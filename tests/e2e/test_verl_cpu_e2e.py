@@ -36,6 +36,13 @@ def test_grpo_v1_kl_ref_validation_checkpoint_and_resume(small_world, tmp_path):
     assert (checkpoint / "actor").is_dir()
     assert (tmp_path / "checkpoints" / "latest_checkpointed_iteration.txt").read_text().strip() == "2"
 
+    # `frontier eval` works on verl's saved FSDP checkpoint (merged to HF the way verl's model_merger does)
+    from verl_frontier.evaluation import evaluate
+
+    result = evaluate(checkpoint, small_world / "data" / "test.parquet", n=2, limit=8, max_new_tokens=32)
+    assert result["hf_dir"] != str(checkpoint) and result["num_problems"] == 8
+    assert 0.0 <= result["greedy_accuracy"] <= 1.0 and sorted(map(int, result["pass_at_k"])) == [1, 2]
+
     resumed = run_recipe(
         "grpo_baseline", "grpo_baseline_tiny", tmp_path, small_world, [*overrides, "trainer.resume_mode=auto"], steps=3
     )

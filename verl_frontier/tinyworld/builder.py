@@ -49,7 +49,7 @@ SIZES: dict[str, SizeConfig] = {
         cells=[(2, 1), (3, 1), (4, 1), (5, 1), (6, 1)],
         cell_weights=[1.0, 1.5, 2.0, 2.5, 3.0],
         teacher=ModelSpec(hidden_size=96, num_layers=3, num_heads=4, intermediate_size=384),
-        teacher_train=TrainSpec(steps=900, batch_size=64),
+        teacher_train=TrainSpec(steps=1300, batch_size=64),
         student=ModelSpec(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=256),
         student_train=TrainSpec(steps=800, batch_size=64),
         train_rows_per_cell=2000,
