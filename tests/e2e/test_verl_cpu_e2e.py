@@ -20,10 +20,10 @@ def _assert_ok(run, steps):
     assert run.train_steps() == steps, (run.train_steps(), run.tail())
 
 
-def test_grpo_v1_kl_ref_validation_checkpoint_and_resume(small_world, tmp_path):
+def test_grpo_v1_kl_ref_validation_checkpoint_and_resume(small_world, tmp_path, shared_ray):
     """v1 trainer: GRPO with the KL loss against a ref model, validation, a checkpoint, then a resume."""
     overrides = ["trainer.test_freq=2", "trainer.save_freq=2", "actor_rollout_ref.actor.kl_loss_coef=0.1"]
-    first = run_recipe("grpo_baseline", "grpo_baseline_tiny", tmp_path, small_world, overrides, steps=2)
+    first = run_recipe("grpo_baseline", "grpo_baseline_tiny", tmp_path, small_world, overrides, steps=2, ray=shared_ray)
     _assert_ok(first, [1, 2])
     steps = first.steps()
     for step in (1, 2):
@@ -44,8 +44,7 @@ def test_grpo_v1_kl_ref_validation_checkpoint_and_resume(small_world, tmp_path):
     assert 0.0 <= result["greedy_accuracy"] <= 1.0 and sorted(map(int, result["pass_at_k"])) == [1, 2]
 
     resumed = run_recipe(
-        "grpo_baseline", "grpo_baseline_tiny", tmp_path, small_world, [*overrides, "trainer.resume_mode=auto"], steps=3
-    )
+        "grpo_baseline", "grpo_baseline_tiny", tmp_path, small_world, [*overrides, "trainer.resume_mode=auto"], steps=3, ray=shared_ray)
     assert resumed.returncode == 0, resumed.tail()
     # verl's file logger starts a new JSONL per run: the resumed run logs step 3 only.
     assert resumed.train_steps() == [3], (resumed.train_steps(), resumed.tail())
@@ -53,17 +52,17 @@ def test_grpo_v1_kl_ref_validation_checkpoint_and_resume(small_world, tmp_path):
     assert resumed.steps()[3]["training/rollout_probs_diff_max"] < WEIGHT_SYNC_TOLERANCE
 
 
-def test_grpo_legacy_trainer(small_world, tmp_path):
-    run = run_recipe("grpo_baseline", "grpo_baseline_tiny", tmp_path, small_world, ["trainer.use_v1=false"])
+def test_grpo_legacy_trainer(small_world, tmp_path, shared_ray):
+    run = run_recipe("grpo_baseline", "grpo_baseline_tiny", tmp_path, small_world, ["trainer.use_v1=false"], ray=shared_ray)
     _assert_ok(run, [1, 2])
     for data in run.steps().values():
         assert "actor/pg_loss" in data and "actor/kl_loss" in data
         assert data["training/rollout_probs_diff_max"] < WEIGHT_SYNC_TOLERANCE
 
 
-def test_distillation_k3_v1_teacher_on_hf_server(small_world, tmp_path):
+def test_distillation_k3_v1_teacher_on_hf_server(small_world, tmp_path, shared_ray):
     overrides = ["distillation.distillation_loss.loss_mode=k3"]
-    run = run_recipe("opd_uniform", "opd_uniform_tiny", tmp_path, small_world, overrides)
+    run = run_recipe("opd_uniform", "opd_uniform_tiny", tmp_path, small_world, overrides, ray=shared_ray)
     _assert_ok(run, [1, 2])
     for data in run.steps().values():
         # teacher (trained) and student (random init) differ: a real teacher signal gives a positive KL
@@ -71,9 +70,9 @@ def test_distillation_k3_v1_teacher_on_hf_server(small_world, tmp_path):
         assert data["training/rollout_probs_diff_max"] < WEIGHT_SYNC_TOLERANCE
 
 
-def test_distillation_forward_kl_topk_legacy(small_world, tmp_path):
+def test_distillation_forward_kl_topk_legacy(small_world, tmp_path, shared_ray):
     overrides = ["trainer.use_v1=false", "distillation.distillation_loss.topk=8"]
-    run = run_recipe("opd_uniform", "opd_uniform_tiny", tmp_path, small_world, overrides)
+    run = run_recipe("opd_uniform", "opd_uniform_tiny", tmp_path, small_world, overrides, ray=shared_ray)
     _assert_ok(run, [1, 2])
     for data in run.steps().values():
         assert data["actor/distillation/loss"] > 0

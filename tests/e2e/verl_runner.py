@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -35,6 +37,44 @@ class VerlRun:
         return "\n".join(lines[-n:])
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class SharedRay:
+    """One local Ray cluster for all e2e runs (saves a Ray start per run): ``ray start --head`` with fake GPU
+    slots, each verl run joins it as a new job (``ray_kwargs.ray_init.address``) and stops it at teardown."""
+
+    def __init__(self, temp_dir: Path, num_gpus: int = 2, num_cpus: int = 16):
+        self.temp_dir = temp_dir
+        self.address = None
+        self.num_gpus, self.num_cpus = num_gpus, num_cpus
+
+    def start(self) -> str:
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "VERL_PLATFORM": "cpu"}
+        cmd = [
+            str(Path(sys.executable).with_name("ray")), "start", "--head", f"--port={_free_port()}", f"--num-cpus={self.num_cpus}",
+            f"--num-gpus={self.num_gpus}", f"--temp-dir={self.temp_dir}", "--include-dashboard=false", "--disable-usage-stats",
+        ]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
+        if proc.returncode != 0:
+            raise RuntimeError(f"ray start failed: {proc.stdout}{proc.stderr}")
+        match = re.search(r"--address='([^']+)'", proc.stdout)
+        self.address = match.group(1) if match else None
+        if not self.address:
+            raise RuntimeError(f"ray start did not report an address: {proc.stdout}")
+        return self.address
+
+    def overrides(self) -> list[str]:
+        # joining an existing cluster: ray.init must not be given resources
+        return ["~ray_kwargs.ray_init.num_cpus", "~ray_kwargs.ray_init.num_gpus", f"+ray_kwargs.ray_init.address={self.address}"]
+
+    def stop(self) -> None:
+        subprocess.run([str(Path(sys.executable).with_name("ray")), "stop", "--force"], capture_output=True, timeout=120)
+
+
 def run_recipe(
     recipe: str,
     config_name: str,
@@ -43,6 +83,7 @@ def run_recipe(
     overrides: list[str] = (),
     steps: int = 2,
     timeout: int = 900,
+    ray: SharedRay | None = None,
 ) -> VerlRun:
     """Run one recipe config for ``steps`` training steps on the CPU platform; metrics go to a JSONL file."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -69,6 +110,7 @@ def run_recipe(
         f"trainer.default_local_dir={out_dir / 'checkpoints'}",
         "trainer.val_before_train=false",
         "trainer.test_freq=-1",
+        *(ray.overrides() if ray is not None else []),
         *overrides,
     ]
     proc = subprocess.run(cmd, cwd=out_dir, env=env, capture_output=True, text=True, timeout=timeout)
