@@ -194,3 +194,23 @@ def test_version_guard(monkeypatch):
     monkeypatch.setattr(verl, "__version__", "0.10.0")
     with pytest.raises(v.VerlVersionError, match=r"verl==0\.9\.1 only, found verl 0\.10\.0"):
         v.install_validation_hook()
+
+
+def test_world_paths_are_pinned_in_the_driver(tmp_path, monkeypatch):
+    """${frontier_world:...} resolves once, in the driver: a Ray worker without FRONTIER_WORLD_DIR sees the same."""
+    import verl  # noqa: F401  (registers the resolver through the entry point)
+    from omegaconf import OmegaConf
+
+    from verl_frontier.validation import pin_driver_paths
+
+    (tmp_path / "manifest.json").write_text("{}")
+    monkeypatch.setenv("FRONTIER_WORLD_DIR", str(tmp_path))
+    config = OmegaConf.create(
+        {"model": {"path": "${frontier_world:student}"}, "files": ["${frontier_world:data/a.parquet}"], "n": "${x}", "x": 1}
+    )
+    OmegaConf.set_struct(config, True)
+    assert pin_driver_paths(config) == 2
+    monkeypatch.setenv("FRONTIER_WORLD_DIR", str(tmp_path / "elsewhere"))
+    assert config.model.path == str(tmp_path / "student")
+    assert config.files[0] == str(tmp_path / "data" / "a.parquet")
+    assert OmegaConf.is_interpolation(config, "n")  # other interpolations are left to verl

@@ -390,6 +390,38 @@ def hook_installed() -> bool:
     return hasattr(vuc.validate_config, _HOOK_MARKER)
 
 
+DRIVER_RESOLVERS = ("${frontier_world:",)
+
+
+def pin_driver_paths(config) -> int:
+    """Resolve ``${frontier_world:...}`` interpolations in the driver and store the results in ``config``.
+
+    verl resolves the config again inside its TaskRunner, a Ray worker whose environment (on an existing
+    Ray cluster or another node) need not have the driver's ``FRONTIER_WORLD_DIR``; pinning the paths in the
+    driver makes every process use the world the user selected. Returns how many values were pinned.
+    """
+    from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+
+    pinned = 0
+
+    def visit(node) -> None:
+        nonlocal pinned
+        keys = range(len(node)) if isinstance(node, ListConfig) else list(node.keys())
+        for key in keys:
+            child = node._get_node(key)
+            if OmegaConf.is_interpolation(node, key):
+                raw = str(child._value())
+                if any(raw.startswith(prefix) for prefix in DRIVER_RESOLVERS):
+                    node[key] = node[key]
+                    pinned += 1
+            elif isinstance(child, (DictConfig, ListConfig)):
+                visit(child)
+
+    with open_dict(config):
+        visit(config)
+    return pinned
+
+
 def install_validation_hook() -> bool:
     """Wrap ``verl.utils.config.validate_config`` so it runs :func:`validate_frontier_config` first.
 
@@ -414,6 +446,7 @@ def install_validation_hook() -> bool:
         @functools.wraps(original)
         def wrapper(config, *args, **kwargs):
             if not _HOOK_STATE["disabled"]:
+                pin_driver_paths(config)
                 validate_frontier_config(config)
             return original(config, *args, **kwargs)
 

@@ -53,7 +53,8 @@ class SharedRay:
         self.num_gpus, self.num_cpus = num_gpus, num_cpus
 
     def start(self) -> str:
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "VERL_PLATFORM": "cpu"}
+        # Ray 2.60 turns token authentication on by default; a local test cluster runs without it
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "VERL_PLATFORM": "cpu", "RAY_AUTH_MODE": "disabled"}
         cmd = [
             str(Path(sys.executable).with_name("ray")), "start", "--head", f"--port={_free_port()}", f"--num-cpus={self.num_cpus}",
             f"--num-gpus={self.num_gpus}", f"--temp-dir={self.temp_dir}", "--include-dashboard=false", "--disable-usage-stats",
@@ -96,6 +97,8 @@ def run_recipe(
         RAY_DEDUP_LOGS="1",
         PYTHONUNBUFFERED="1",
     )
+    if ray is not None:
+        env["RAY_AUTH_MODE"] = "disabled"
     cmd = [
         sys.executable,
         "-m",
@@ -110,6 +113,8 @@ def run_recipe(
         f"trainer.default_local_dir={out_dir / 'checkpoints'}",
         "trainer.val_before_train=false",
         "trainer.test_freq=-1",
+        # Ray workers of an existing cluster do not inherit this process's environment
+        f"+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH={metrics_path}",
         *(ray.overrides() if ray is not None else []),
         *overrides,
     ]

@@ -38,7 +38,12 @@ class SizeConfig:
     test_rows_per_cell: int
     verbose_eval_rows: int
     sample_n: int = 8
-    parallel_train: bool = True  # teacher and student in two processes (1 thread each)
+    # Uncontended 2 cores: one process with 2 torch threads is fastest (teacher step 0.15 s vs 0.26 s
+    # with 1 thread). On a CPU shared with other jobs 2 threads stall badly; there --parallel (teacher and
+    # student in two processes, 1 thread each) was 2-5x faster. The weights can differ in the last bits
+    # between thread counts, so both are part of the world's configuration.
+    parallel_train: bool = False
+    train_threads: int = 2
     eval_max_new_tokens: tuple[int, int] = (96, 256)  # concise, verbose
     sample_eval_rows: int = 200  # problems (an even stride over test) for the n-sample figures
     targets: dict = field(default_factory=dict)
@@ -75,6 +80,7 @@ SIZES: dict[str, SizeConfig] = {
         sample_n=4,
         eval_max_new_tokens=(32, 64),
         parallel_train=False,  # spawning costs more than these models' training
+        train_threads=1,
     ),
 }
 
@@ -305,9 +311,10 @@ def build(
     """Build (or reuse) a tiny world; returns its manifest.
 
     ``out``: world dir (default ``world_dir(size, seed)``); ``force``: rebuild even if cached;
-    ``threads``: torch threads for the in-process work (default 1: these models are too small for
-    intra-op threads to pay); ``parallel``: train teacher and student in two spawned processes
-    (default: yes for ``full`` on >= 2 CPUs). Results do not depend on ``parallel``.
+    ``threads``: torch threads for the in-process work (default: the size's ``train_threads``);
+    ``parallel``: train teacher and student in two spawned processes with 1 thread each (default: the
+    size's ``parallel_train``; faster on a CPU shared with other jobs). With equal thread counts the
+    results do not depend on ``parallel``.
     """
     if size not in SIZES:
         raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
@@ -322,7 +329,7 @@ def build(
     t_start = time.perf_counter()
     c_start = _cpu_seconds()
     old_threads = torch.get_num_threads()
-    torch.set_num_threads(threads or 1)
+    torch.set_num_threads(threads or cfg.train_threads)
     try:
         tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
         if tmp.exists():

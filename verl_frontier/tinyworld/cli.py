@@ -20,9 +20,13 @@ def build_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed; the world is deterministic from it."),
     size: str = typer.Option("full", "--size", help="full | small (small: < 60 s, for tests)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even if a matching world is cached."),
-    threads: int | None = typer.Option(None, "--threads", help="torch threads in-process (default 1)."),
+    threads: int | None = typer.Option(
+        None, "--threads", help="torch threads in-process (default: 2 for full, 1 for small)."
+    ),
     parallel: bool | None = typer.Option(
-        None, "--parallel/--sequential", help="Train teacher and student in two processes (default: full size)."
+        None,
+        "--parallel/--sequential",
+        help="Train teacher and student in two processes, 1 thread each (faster on a shared CPU).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
