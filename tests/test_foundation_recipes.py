@@ -31,8 +31,10 @@ def test_recipes_exist():
 
 
 @pytest.mark.parametrize(("recipe", "config_name"), ALL_CONFIGS)
-def test_recipe_composes_against_verl(recipe, config_name):
+def test_recipe_composes_against_verl(recipe, config_name, small_world_dir, monkeypatch):
     import verl  # noqa: F401 - method plugins register their estimators through the entry points
+
+    monkeypatch.setenv("FRONTIER_WORLD_DIR", str(small_world_dir))  # tiny variants point into the tiny world
     from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY
 
     config = rc.compose_recipe(recipe, [], config_name=config_name)
@@ -69,7 +71,7 @@ def test_recipe_folder_conventions(recipe):
         assert os.stat(path).st_mode & stat.S_IXUSR, f"{recipe.name}/{script} not executable"
         body = path.read_text()
         assert body.startswith("#!/usr/bin/env bash")
-        assert "verl.trainer.main_ppo" in body and f'CONFIG_NAME="{recipe.name}"' in body
+        assert "verl.trainer.main_ppo" in body and f'CONFIG_NAME="${{CONFIG_NAME:-{recipe.name}}}"' in body
         proc = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
     run_sh = (recipe.path / "run.sh").read_text()
