@@ -76,7 +76,8 @@ def run_once(world: Path, out: Path, legacy: bool, defaults: bool, steps: int) -
         env["VERL_CPU_POLL_INTERVAL"] = "2.0"  # verl's ReplayBuffer default
     cmd = [
         sys.executable, "-m", "verl.trainer.main_ppo",
-        "--config-path", str(REPO / "recipes" / "grpo_baseline"), "--config-name", "grpo_baseline_tiny", "+platform=cpu",
+        "--config-path", str(REPO / "recipes" / "grpo_baseline"), "--config-name", "grpo_baseline_tiny",
+        "+platform=cpu",
         f"actor_rollout_ref.model.path={world / 'bench_student'}",
         f"data.train_files={world / 'data' / 'train.parquet'}", f"data.val_files={world / 'data' / 'test.parquet'}",
         "data.train_batch_size=4", "actor_rollout_ref.actor.ppo_mini_batch_size=4", "actor_rollout_ref.rollout.n=4",

@@ -206,7 +206,12 @@ def test_world_paths_are_pinned_in_the_driver(tmp_path, monkeypatch):
     (tmp_path / "manifest.json").write_text("{}")
     monkeypatch.setenv("FRONTIER_WORLD_DIR", str(tmp_path))
     config = OmegaConf.create(
-        {"model": {"path": "${frontier_world:student}"}, "files": ["${frontier_world:data/a.parquet}"], "n": "${x}", "x": 1}
+        {
+            "model": {"path": "${frontier_world:student}"},
+            "files": ["${frontier_world:data/a.parquet}"],
+            "n": "${x}",
+            "x": 1,
+        }
     )
     OmegaConf.set_struct(config, True)
     assert pin_driver_paths(config) == 2

@@ -44,7 +44,14 @@ def test_grpo_v1_kl_ref_validation_checkpoint_and_resume(small_world, tmp_path, 
     assert 0.0 <= result["greedy_accuracy"] <= 1.0 and sorted(map(int, result["pass_at_k"])) == [1, 2]
 
     resumed = run_recipe(
-        "grpo_baseline", "grpo_baseline_tiny", tmp_path, small_world, [*overrides, "trainer.resume_mode=auto"], steps=3, ray=shared_ray)
+        "grpo_baseline",
+        "grpo_baseline_tiny",
+        tmp_path,
+        small_world,
+        [*overrides, "trainer.resume_mode=auto"],
+        steps=3,
+        ray=shared_ray,
+    )
     assert resumed.returncode == 0, resumed.tail()
     # verl's file logger starts a new JSONL per run: the resumed run logs step 3 only.
     assert resumed.train_steps() == [3], (resumed.train_steps(), resumed.tail())
@@ -53,7 +60,9 @@ def test_grpo_v1_kl_ref_validation_checkpoint_and_resume(small_world, tmp_path, 
 
 
 def test_grpo_legacy_trainer(small_world, tmp_path, shared_ray):
-    run = run_recipe("grpo_baseline", "grpo_baseline_tiny", tmp_path, small_world, ["trainer.use_v1=false"], ray=shared_ray)
+    run = run_recipe(
+        "grpo_baseline", "grpo_baseline_tiny", tmp_path, small_world, ["trainer.use_v1=false"], ray=shared_ray
+    )
     _assert_ok(run, [1, 2])
     for data in run.steps().values():
         assert "actor/pg_loss" in data and "actor/kl_loss" in data

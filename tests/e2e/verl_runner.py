@@ -56,8 +56,9 @@ class SharedRay:
         # Ray 2.60 turns token authentication on by default; a local test cluster runs without it
         env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "VERL_PLATFORM": "cpu", "RAY_AUTH_MODE": "disabled"}
         cmd = [
-            str(Path(sys.executable).with_name("ray")), "start", "--head", f"--port={_free_port()}", f"--num-cpus={self.num_cpus}",
-            f"--num-gpus={self.num_gpus}", f"--temp-dir={self.temp_dir}", "--include-dashboard=false", "--disable-usage-stats",
+            str(Path(sys.executable).with_name("ray")), "start", "--head", f"--port={_free_port()}",
+            f"--num-cpus={self.num_cpus}", f"--num-gpus={self.num_gpus}", f"--temp-dir={self.temp_dir}",
+            "--include-dashboard=false", "--disable-usage-stats",
         ]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
         if proc.returncode != 0:
@@ -70,10 +71,16 @@ class SharedRay:
 
     def overrides(self) -> list[str]:
         # joining an existing cluster: ray.init must not be given resources
-        return ["~ray_kwargs.ray_init.num_cpus", "~ray_kwargs.ray_init.num_gpus", f"+ray_kwargs.ray_init.address={self.address}"]
+        return [
+            "~ray_kwargs.ray_init.num_cpus",
+            "~ray_kwargs.ray_init.num_gpus",
+            f"+ray_kwargs.ray_init.address={self.address}",
+        ]
 
     def stop(self) -> None:
-        subprocess.run([str(Path(sys.executable).with_name("ray")), "stop", "--force"], capture_output=True, timeout=120)
+        subprocess.run(
+            [str(Path(sys.executable).with_name("ray")), "stop", "--force"], capture_output=True, timeout=120
+        )
 
 
 def run_recipe(
