@@ -113,14 +113,14 @@ def test_fsdp_engines_registered_for_cpu():
 def test_fake_gpu_slots_count_training_ranks_and_teacher_pool():
     cfg = OmegaConf.create(
         {
-            "t": {"n": 2},
-            "d": {"enabled": True, "n": 1},
-            "slots": "${verl_cpu_fake_gpus:${t.n},${d.enabled},${d.n}}",
+            "t": {"n": 2, "nodes": 2},
+            "d": {"enabled": True, "n": 1, "nodes": 1},
+            "slots": "${verl_cpu_fake_gpus:${t.n},${t.nodes},${d.enabled},${d.n},${d.nodes}}",
         }
     )
-    assert cfg.slots == 3
+    assert cfg.slots == 5
     cfg.d.enabled = False
-    assert cfg.slots == 2
+    assert cfg.slots == 4
 
 
 def _cpu_config(**rollout):
@@ -175,6 +175,7 @@ def test_main_ppo_rejects_bad_cpu_setting_before_ray(small_world_dir, repo_root)
     )
     assert proc.returncode != 0
     assert "actor_rollout_ref.rollout.tensor_model_parallel_size=2" in proc.stderr + proc.stdout
+    assert "CPUConfigError" in proc.stderr + proc.stdout
     assert "ray init kwargs" not in proc.stdout  # verl prints this right before ray.init
 
 

@@ -16,11 +16,14 @@ from omegaconf import OmegaConf
 RESOLVER = "verl_cpu_fake_gpus"
 
 
-def fake_gpus(train_ranks, distillation_enabled, teacher_ranks) -> int:
-    """Ray GPU slots on this node: one per training rank, plus the teacher pool when distillation is on."""
-    total = int(train_ranks)
+def fake_gpus(train_per_node, train_nodes, distillation_enabled, teacher_per_node, teacher_nodes) -> int:
+    """Ray GPU slots on this (single) machine: one per training rank, plus the teacher pool with distillation.
+
+    A local ``ray.init`` is one node, so every "node" of the recipe lands here.
+    """
+    total = int(train_per_node) * max(1, int(train_nodes))
     if str(distillation_enabled).lower() in ("true", "1"):
-        total += int(teacher_ranks)
+        total += int(teacher_per_node) * max(1, int(teacher_nodes))
     return total
 
 

@@ -28,8 +28,6 @@ from verl_cpu import ROLLOUT_NAME
 
 logger = logging.getLogger(__name__)
 
-UNSUPPORTED_SAMPLING_KEYS = ("image_data", "video_data", "audio_data")
-
 
 def _model_path(model_config) -> str:
     """Local path of the served model from an ``HFModelConfig`` or the teacher pool's raw ``DictConfig``."""
@@ -70,19 +68,22 @@ class HFRolloutServer:
         self.node_rank = node_rank
         self.global_steps: int | None = None
         self.model_path = _model_path(model_config)
+        self.prompt_length = int(_config_value(config, "prompt_length", 512))
+        self.response_length = int(_config_value(config, "response_length", 512))
         torch.set_num_threads(max(1, int(os.environ.get("VERL_CPU_ROLLOUT_THREADS", torch.get_num_threads()))))
         self.engine = HFGenerationEngine(
             self.model_path,
             dtype=_config_value(config, "dtype", "float32") or "float32",
             max_batch_size=max(1, int(_config_value(config, "max_num_seqs", 64) or 64)),
             seed=int(_config_value(config, "seed", 0) or 0) + replica_rank,
-        )
-        self.prompt_length = int(_config_value(config, "prompt_length", 512))
-        self.response_length = int(_config_value(config, "response_length", 512))
-        self.max_model_len = int(
-            _config_value(config, "max_model_len", None) or (self.prompt_length + self.response_length)
+            max_model_len=int(
+                _config_value(config, "max_model_len", None) or (self.prompt_length + self.response_length)
+            ),
         )
         self._reject_requests = False
+        # verl's router keys replicas by address: hold a distinct port for this server's lifetime
+        self._address_socket = socket.socket()
+        self._address_socket.bind(("", 0))
 
     # ---- generation -------------------------------------------------------------------------------
     async def generate(
@@ -99,28 +100,23 @@ class HFRolloutServer:
     ) -> TokenOutput:
         if image_data is not None or video_data is not None or audio_data is not None:
             raise NotImplementedError("hf rollout serves text-only models (got image/video/audio data)")
-        extra_fields: dict[str, Any] = {"global_steps": self.global_steps}
         if self._reject_requests:
-            return TokenOutput(token_ids=[], log_probs=None, stop_reason="aborted", extra_fields=extra_fields)
+            return TokenOutput(
+                token_ids=[], log_probs=None, stop_reason="aborted", extra_fields={"global_steps": self.global_steps}
+            )
         prompt_ids = [int(t) for t in (prompt_ids.tolist() if hasattr(prompt_ids, "tolist") else prompt_ids)]
         params = dict(sampling_params)
-        headroom = self.max_model_len - len(prompt_ids)
-        if headroom < 1:
-            raise ValueError(
-                f"Prompt length ({len(prompt_ids)}) leaves no room to generate within max_model_len "
-                f"{self.max_model_len}"
-            )
-        if "max_tokens" in params:
-            max_tokens = params.pop("max_tokens")
-        elif "max_new_tokens" in params:
-            max_tokens = params.pop("max_new_tokens")
-        else:
-            max_tokens = min(self.response_length, self.prompt_length + self.response_length - len(prompt_ids))
-        params["max_tokens"] = max(1, min(int(max_tokens), headroom))
+        if "max_tokens" not in params and "max_new_tokens" not in params:
+            # like vLLM's server: the configured response length, within the prompt+response budget
+            budget = self.prompt_length + self.response_length - len(prompt_ids)
+            params["max_tokens"] = max(1, min(self.response_length, budget))
         want_logprobs = bool(params.pop("logprobs", False))
         params.setdefault("repetition_penalty", _config_value(self.config, "repetition_penalty", 1.0) or 1.0)
+        params.setdefault("ignore_eos", bool(_config_value(self.config, "ignore_eos", False)))
 
-        result = await self.engine.generate(prompt_ids, params)
+        result = await self.engine.generate(prompt_ids, params)  # caps max_tokens at the context headroom
+        # read after generation: a request parked across a weight sync reports the step it was generated at
+        extra_fields: dict[str, Any] = {"global_steps": self.global_steps}
         if result.prompt_logprobs is not None:
             ids, logprobs = result.prompt_logprobs
             extra_fields["prompt_ids"] = ids
@@ -147,13 +143,7 @@ class HFRolloutServer:
 
     # ---- control surface verl calls on every rollout server -------------------------------------------
     def get_server_address(self):
-        return ray.util.get_node_ip_address(), 0
-
-    def get_master_address(self):
-        return ray.util.get_node_ip_address(), _free_port(), _free_port()
-
-    async def launch_server(self, *args, **kwargs):
-        return None
+        return ray.util.get_node_ip_address(), self._address_socket.getsockname()[1]
 
     async def wake_up(self, tags: list[str] | None = None):
         return None
@@ -198,12 +188,6 @@ class HFRolloutServer:
 
     async def stop_profile(self):
         return None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("", 0))
-        return sock.getsockname()[1]
 
 
 class HFReplica(RolloutReplica):
@@ -280,7 +264,6 @@ class HFServerAdapter(BaseRollout):
     async def release(self):
         return None
 
-    @torch.no_grad()
     async def update_weights(
         self,
         weights: Generator[tuple[str, torch.Tensor], None, None],
@@ -299,7 +282,10 @@ class HFServerAdapter(BaseRollout):
         if server is not None:
             report = await server.update_weights.remote(named, global_steps)
             if report.get("missing"):
-                raise RuntimeError(f"hf rollout weight update missed parameters: {report.get('missing_names')}")
+                raise RuntimeError(
+                    f"hf rollout weight update missed parameters {report.get('missing_names')}; "
+                    f"names the server does not know: {report.get('unexpected_names')}"
+                )
 
 
 async def _aiter(weights):

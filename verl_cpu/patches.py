@@ -35,11 +35,14 @@ class Patch:
 #    cpu"). On CPU the right backend is plain "cpu:gloo".
 def _patch_process_group(module) -> None:
     original = module.initialize_global_process_group_ray
+    if getattr(original, "_verl_cpu", False):
+        return
 
     @functools.wraps(original)
     def initialize_global_process_group_ray(timeout_second=None, backend=None):
         return original(timeout_second=timeout_second, backend=backend or "cpu:gloo")
 
+    initialize_global_process_group_ray._verl_cpu = True
     module.initialize_global_process_group_ray = initialize_global_process_group_ray
 
 
@@ -158,8 +161,15 @@ def check_verl_version() -> str:
     return version
 
 
+_applied = False
+
+
 def apply_cpu_patches() -> None:
-    """Arrange for every CPU patch to be applied as soon as its verl module is imported."""
+    """Arrange for every CPU patch to be applied as soon as its verl module is imported (once per process)."""
+    global _applied
     check_verl_version()
+    if _applied:
+        return
     for patch in CPU_PATCHES:
         when_imported(patch.module, patch.apply)
+    _applied = True

@@ -6,7 +6,7 @@ OmegaConf resolver the ``+platform=cpu`` config group uses, and a pass-through w
 Only when the CPU platform is selected (``VERL_PLATFORM=cpu``) are verl modules patched (``patches.py``).
 
 verl swallows exceptions raised by entry points, so errors are logged loudly and kept in ``PLUGIN_ERRORS``;
-``verl_cpu.validation.assert_cpu_ready`` re-raises them.
+``verl_cpu.validation.prepare_cpu_driver`` re-raises them in the driver, before Ray starts.
 """
 
 import logging

@@ -411,7 +411,7 @@ def pin_driver_paths(config) -> int:
             child = node._get_node(key)
             if OmegaConf.is_interpolation(node, key):
                 raw = str(child._value())
-                if any(raw.startswith(prefix) for prefix in DRIVER_RESOLVERS):
+                if any(prefix in raw for prefix in DRIVER_RESOLVERS):
                     node[key] = node[key]
                     pinned += 1
             elif isinstance(child, (DictConfig, ListConfig)):
