@@ -16,10 +16,10 @@ TORCH_VERSION ?= 2.13.0
 TORCH_PIP_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv test test-fast demo lint format world reproduce bench clean-venv
+.PHONY: help venv test test-fast demo lint format world bench clean-venv
 
 help:
-	@echo "targets: venv test test-fast demo lint format world reproduce bench"
+	@echo "targets: venv test test-fast demo lint format world bench"
 
 venv: $(STAMP)
 
@@ -46,15 +46,11 @@ format: venv
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# placeholders: the scripts land with the tiny world, the paper reproductions and the benchmarks
 world: venv
 	$(PY) -m verl_frontier.tinyworld build
 
-reproduce: venv
-	$(PY) -m verl_frontier.reproduce
-
 bench: venv
-	$(PY) -m benchmarks.run
+	$(PY) benchmarks/verl_cpu_startup.py
 
 clean-venv:
 	rm -rf $(VENV)

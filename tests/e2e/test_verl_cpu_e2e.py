@@ -79,11 +79,19 @@ def test_distillation_k3_v1_teacher_on_hf_server(small_world, tmp_path, shared_r
         assert data["training/rollout_probs_diff_max"] < WEIGHT_SYNC_TOLERANCE
 
 
-def test_distillation_forward_kl_topk_legacy(small_world, tmp_path, shared_ray):
-    overrides = ["trainer.use_v1=false", "distillation.distillation_loss.topk=8"]
+def test_distillation_forward_kl_topk_legacy_teacher_equal_to_student_gives_zero(small_world, tmp_path, shared_ray):
+    """Teacher = the student's own checkpoint: the hf server's top-k prompt log-probs, realigned by verl onto
+    the response, must match the actor's exactly (zero forward KL, identical top-k sets). An off-by-one in
+    the teacher layout or a stale weight shows up here as a positive loss."""
+    overrides = [
+        "trainer.use_v1=false",
+        "distillation.distillation_loss.topk=8",
+        f"distillation.teacher_models.teacher_model.model_path={small_world / 'student'}",
+        "actor_rollout_ref.actor.optim.lr=1e-12",  # step 2 still sees (numerically) the initial weights
+    ]
     run = run_recipe("opd_uniform", "opd_uniform_tiny", tmp_path, small_world, overrides, ray=shared_ray)
     _assert_ok(run, [1, 2])
     for data in run.steps().values():
-        assert data["actor/distillation/loss"] > 0
-        # top-k teacher mass is a probability mass over k tokens, so it lies in (0, 1]
+        assert data["actor/distillation/loss"] == pytest.approx(0.0, abs=1e-5)
+        assert data["actor/distillation/overlap_ratio"] == pytest.approx(1.0, abs=1e-6)
         assert 0 < data["actor/distillation/teacher_mass"] <= 1.0 + 1e-6
