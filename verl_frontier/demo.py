@@ -57,7 +57,7 @@ def plot(steps: dict[int, dict], table: dict, path: Path) -> None:
     train = sorted(s for s, d in steps.items() if "actor/distillation/loss" in d)
     ax_loss.plot(train, [steps[s]["actor/distillation/loss"] for s in train], label="distillation loss")
     ax_loss.set_xlabel("training step")
-    ax_loss.set_title("forward KL (top-k) to the teacher")
+    ax_loss.set_title("per-token distillation loss (verl actor/distillation/loss)")
     ax_loss.legend()
     val = sorted(s for s, d in steps.items() if any(k.startswith("val-core/") and "acc" in k for k in d))
     if val:

@@ -70,7 +70,7 @@ def test_grpo_legacy_trainer(small_world, tmp_path, shared_ray):
 
 
 def test_distillation_k3_v1_teacher_on_hf_server(small_world, tmp_path, shared_ray):
-    overrides = ["distillation.distillation_loss.loss_mode=k3"]
+    overrides = ["distillation.distillation_loss.loss_mode=k3", "distillation.distillation_loss.use_policy_gradient=false"]
     run = run_recipe("opd_uniform", "opd_uniform_tiny", tmp_path, small_world, overrides, ray=shared_ray)
     _assert_ok(run, [1, 2])
     for data in run.steps().values():
@@ -85,6 +85,8 @@ def test_distillation_forward_kl_topk_legacy_teacher_equal_to_student_gives_zero
     the teacher layout or a stale weight shows up here as a positive loss."""
     overrides = [
         "trainer.use_v1=false",
+        "distillation.distillation_loss.loss_mode=forward_kl_topk",
+        "distillation.distillation_loss.use_policy_gradient=false",
         "distillation.distillation_loss.topk=8",
         f"distillation.teacher_models.teacher_model.model_path={small_world / 'student'}",
         "actor_rollout_ref.actor.optim.lr=1e-12",  # step 2 still sees (numerically) the initial weights
