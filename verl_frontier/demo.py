@@ -32,7 +32,9 @@ def run_trainer(world: Path, out: Path, steps: int, overrides: list[str]) -> Pat
         sys.executable, "-m", "verl.trainer.main_ppo",
         "--config-path", str(repo_root() / "recipes" / RECIPE[0]), "--config-name", RECIPE[1], "+platform=cpu",
         "trainer.logger=[console,file]", f"trainer.total_training_steps={steps}", f"trainer.save_freq={steps}",
-        f"trainer.default_local_dir={out / 'checkpoints'}", *overrides,
+        f"trainer.default_local_dir={out / 'checkpoints'}",
+        "trainer.resume_mode=disable",  # a demo starts from the base student, never from an earlier run
+        *overrides,
     ]  # fmt: skip
     print("$ " + " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, env=env, cwd=out)
