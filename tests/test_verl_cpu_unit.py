@@ -157,6 +157,10 @@ def test_cpu_config_errors_name_the_key(monkeypatch):
         CPUConfigError, match=r"distillation\.teacher_models\.t\.inference\.tensor_model_parallel_size=2"
     ):
         check_cpu_config(teacher)
+    lora = _cpu_config()
+    lora.actor_rollout_ref.model = {"lora_rank": 8}
+    with pytest.raises(CPUConfigError, match=r"actor_rollout_ref\.model\.lora_rank=8"):
+        check_cpu_config(lora)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
     with pytest.raises(CPUConfigError, match=r"\+platform=cpu.*8 CUDA GPU"):

@@ -49,6 +49,13 @@ def check_cpu_config(config) -> None:
                 raise CPUConfigError(
                     f"{prefix}.{key}={value}: the hf rollout backend serves one process per replica; set it to 1"
                 )
+        if prefix == "actor_rollout_ref.rollout":
+            lora_rank = _get(config, "actor_rollout_ref.model.lora_rank", 0)
+            if lora_rank and int(lora_rank) > 0:
+                raise CPUConfigError(
+                    f"actor_rollout_ref.model.lora_rank={lora_rank}: the hf rollout backend loads full weights only "
+                    "(LoRA adapters are not synced to it); set it to 0"
+                )
         if rollout.get("disaggregation", {}) and rollout.get("disaggregation", {}).get("enabled", False):
             raise CPUConfigError(f"{prefix}.disaggregation.enabled=True is not supported by the hf rollout backend")
 

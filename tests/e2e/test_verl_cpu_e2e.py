@@ -70,7 +70,10 @@ def test_grpo_legacy_trainer(small_world, tmp_path, shared_ray):
 
 
 def test_distillation_k3_v1_teacher_on_hf_server(small_world, tmp_path, shared_ray):
-    overrides = ["distillation.distillation_loss.loss_mode=k3", "distillation.distillation_loss.use_policy_gradient=false"]
+    overrides = [
+        "distillation.distillation_loss.loss_mode=k3",
+        "distillation.distillation_loss.use_policy_gradient=false",
+    ]
     run = run_recipe("opd_uniform", "opd_uniform_tiny", tmp_path, small_world, overrides, ray=shared_ray)
     _assert_ok(run, [1, 2])
     for data in run.steps().values():
