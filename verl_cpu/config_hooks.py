@@ -9,9 +9,9 @@
   It is a pass-through for every other device.
 """
 
-import functools
-
 from omegaconf import OmegaConf
+
+from verl_cpu.import_hooks import when_imported, wrap_once
 
 RESOLVER = "verl_cpu_fake_gpus"
 
@@ -28,26 +28,21 @@ def fake_gpus(train_per_node, train_nodes, distillation_enabled, teacher_per_nod
 
 
 def _wrap_auto_set_device(module) -> None:
-    original = module.auto_set_device
-    if getattr(original, "_verl_cpu", False):
-        return
+    def make(original):
+        def auto_set_device(config, *args, **kwargs):
+            trainer = config.get("trainer") if config is not None and hasattr(config, "get") else None
+            if trainer is not None and str(trainer.get("device", "")) == "cpu":
+                from verl_cpu.validation import prepare_cpu_driver
 
-    @functools.wraps(original)
-    def auto_set_device(config, *args, **kwargs):
-        trainer = config.get("trainer") if config is not None and hasattr(config, "get") else None
-        if trainer is not None and str(trainer.get("device", "")) == "cpu":
-            from verl_cpu.validation import prepare_cpu_driver
+                prepare_cpu_driver(config)
+            return original(config, *args, **kwargs)
 
-            prepare_cpu_driver(config)
-        return original(config, *args, **kwargs)
+        return auto_set_device
 
-    auto_set_device._verl_cpu = True
-    module.auto_set_device = auto_set_device
+    wrap_once(module, "auto_set_device", make)
 
 
 def install() -> None:
     if not OmegaConf.has_resolver(RESOLVER):
         OmegaConf.register_new_resolver(RESOLVER, fake_gpus)
-    from verl_cpu.import_hooks import when_imported
-
     when_imported("verl.utils.device", _wrap_auto_set_device)

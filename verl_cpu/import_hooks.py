@@ -5,6 +5,7 @@ entry point would add seconds of start-up to every Ray worker. ``when_imported``
 module is actually imported (or runs it at once if it already is).
 """
 
+import functools
 import importlib.abc
 import importlib.util
 import sys
@@ -61,6 +62,20 @@ def when_imported(module_name: str, callback: Callable) -> None:
 def _is_initialising(module) -> bool:
     spec = getattr(module, "__spec__", None)
     return bool(spec is not None and getattr(spec, "_initializing", False))
+
+
+def wrap_once(owner, name: str, make_wrapper: Callable) -> None:
+    """Replace ``owner.<name>`` with ``make_wrapper(original)`` unless verl_cpu already wrapped it.
+
+    The wrapper keeps the original's metadata (``functools.wraps``) and is marked so that applying the same
+    patch again (a driver that selects the CPU platform twice, a module re-imported) is a no-op.
+    """
+    original = getattr(owner, name)
+    if getattr(original, "_verl_cpu", False):
+        return
+    wrapper = functools.wraps(original)(make_wrapper(original))
+    wrapper._verl_cpu = True
+    setattr(owner, name, wrapper)
 
 
 def pending() -> list[str]:

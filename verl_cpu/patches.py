@@ -6,14 +6,13 @@ versions we tested: on any other version ``apply_cpu_patches`` refuses with a cl
 patching blindly. Each is a 1-3 line upstream fix.
 """
 
-import functools
 import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from verl_cpu import ROLLOUT_NAME, SUPPORTED_VERL_VERSIONS
-from verl_cpu.import_hooks import when_imported
+from verl_cpu.import_hooks import when_imported, wrap_once
 
 logger = logging.getLogger(__name__)
 
@@ -34,16 +33,13 @@ class Patch:
 #    f"cpu:gloo,{device}:{backend}" = "cpu:gloo,cpu:gloo" on CPU; torch rejects it ("Duplicate device type
 #    cpu"). On CPU the right backend is plain "cpu:gloo".
 def _patch_process_group(module) -> None:
-    original = module.initialize_global_process_group_ray
-    if getattr(original, "_verl_cpu", False):
-        return
+    def make(original):
+        def initialize_global_process_group_ray(timeout_second=None, backend=None):
+            return original(timeout_second=timeout_second, backend=backend or "cpu:gloo")
 
-    @functools.wraps(original)
-    def initialize_global_process_group_ray(timeout_second=None, backend=None):
-        return original(timeout_second=timeout_second, backend=backend or "cpu:gloo")
+        return initialize_global_process_group_ray
 
-    initialize_global_process_group_ray._verl_cpu = True
-    module.initialize_global_process_group_ray = initialize_global_process_group_ray
+    wrap_once(module, "initialize_global_process_group_ray", make)
 
 
 # 2. verl.workers.engine.fsdp.transformer_impl builds FSDP2's CPUOffloadPolicy(pin_memory=True) for the
@@ -82,40 +78,33 @@ def _register_fsdp_engines(module) -> None:
 #    teacher inference engines vllm|sglang for top-k distillation; our `hf` server returns top-k prompt
 #    log-probs per request (like SGLang), so there is no engine-boot cap to align.
 def _patch_teacher_topk_validation(module) -> None:
-    cls = module.DistillationTeacherModelConfig
-    original = cls._validate_topk_logprobs
-    if getattr(original, "_verl_cpu", False):
-        return
+    def make(original):
+        def _validate_topk_logprobs(self, use_topk, topk):
+            if use_topk and self.inference.name == ROLLOUT_NAME:
+                if topk is None:
+                    raise ValueError("topk must be specified when use_topk is True.")
+                return None
+            return original(self, use_topk, topk)
 
-    @functools.wraps(original)
-    def _validate_topk_logprobs(self, use_topk, topk):
-        if use_topk and self.inference.name == ROLLOUT_NAME:
-            if topk is None:
-                raise ValueError("topk must be specified when use_topk is True.")
-            return None
-        return original(self, use_topk, topk)
+        return _validate_topk_logprobs
 
-    _validate_topk_logprobs._verl_cpu = True
-    cls._validate_topk_logprobs = _validate_topk_logprobs
+    wrap_once(module.DistillationTeacherModelConfig, "_validate_topk_logprobs", make)
 
 
 # 5. verl.trainer.ppo.v1.replay_buffer.ReplayBuffer polls TransferQueue every 2.0 s (a constructor default
 #    that no config key reaches). A tiny CPU step takes well under a second, so the v1 trainer spent ~2 s
 #    per step waiting on the poll. Poll every VERL_CPU_POLL_INTERVAL seconds (default 0.05) instead.
 def _patch_replay_buffer_poll(module) -> None:
-    cls = module.ReplayBuffer
-    original = cls.__init__
-    if getattr(original, "_verl_cpu", False):
-        return
     interval = float(os.environ.get("VERL_CPU_POLL_INTERVAL", "0.05"))
 
-    @functools.wraps(original)
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("poll_interval", interval)
-        original(self, *args, **kwargs)
+    def make(original):
+        def __init__(self, *args, **kwargs):
+            kwargs.setdefault("poll_interval", interval)
+            original(self, *args, **kwargs)
 
-    __init__._verl_cpu = True
-    cls.__init__ = __init__
+        return __init__
+
+    wrap_once(module.ReplayBuffer, "__init__", make)
 
 
 CPU_PATCHES = (
