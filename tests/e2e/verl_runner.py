@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -35,6 +37,21 @@ class VerlRun:
     def tail(self, n: int = 60) -> str:
         lines = [line for line in self.log.splitlines() if "repeated" not in line and "UserWarning" not in line]
         return "\n".join(lines[-n:])
+
+
+#: One real verl run at a time on this machine (each is ~40 processes and 6-10 GiB): concurrent pytest
+#: sessions (or a benchmark holding the same lock) queue here instead of thrashing two cores.
+MACHINE_LOCK = Path(os.environ.get("FRONTIER_MACHINE_LOCK", "/tmp/verl-frontier-machine.lock"))
+
+
+@contextlib.contextmanager
+def machine_lock():
+    with open(MACHINE_LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _free_port() -> int:
@@ -125,7 +142,8 @@ def run_recipe(
         *(ray.overrides() if ray is not None else []),
         *overrides,
     ]
-    proc = subprocess.run(cmd, cwd=out_dir, env=env, capture_output=True, text=True, timeout=timeout)
+    with machine_lock():
+        proc = subprocess.run(cmd, cwd=out_dir, env=env, capture_output=True, text=True, timeout=timeout)
     metrics = []
     if metrics_path.exists():
         metrics = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
