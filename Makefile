@@ -16,10 +16,10 @@ TORCH_VERSION ?= 2.13.0
 TORCH_PIP_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv test test-fast demo lint format world bench clean-venv
+.PHONY: help venv test test-fast demo lint format world bench reproduce reproduce-paced clean-venv
 
 help:
-	@echo "targets: venv test test-fast demo lint format world bench"
+	@echo "targets: venv test test-fast demo lint format world bench reproduce"
 
 venv: $(STAMP)
 
@@ -51,6 +51,12 @@ world: venv
 
 bench: venv
 	$(PY) benchmarks/verl_cpu_startup.py
+
+# Long science runs (tens of minutes each on 2 cores; not part of CI). Each is resumable.
+reproduce: reproduce-paced
+
+reproduce-paced: venv
+	$(PY) recipes/paced_distill/reproduce.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import threading
 import time
 from collections.abc import Iterable
@@ -116,7 +117,9 @@ class HFGenerationEngine:
         dtype: model dtype name ("float32", "bfloat16", "float16").
         max_batch_size: most requests decoded together.
         batch_wait_ms: how long the batcher waits for more requests once one is queued.
-        seed: seed of the engine generator, which seeds each request's own generator.
+        seed: engine seed. A request without its own ``seed`` gets one derived from (engine seed, prompt ids,
+            how many requests with the same prompt came before), so samples do not depend on the order in
+            which concurrent requests of different prompts arrive: the same run is reproducible.
         attn_implementation: passed to ``from_pretrained`` ("sdpa" or "eager").
         max_model_len: context limit (defaults to ``config.max_position_embeddings``).
         prefill_chunk_logits: most logits (batch x positions x vocab) held at once while
@@ -150,7 +153,7 @@ class HFGenerationEngine:
         self.prefill_chunk_logits = max(1, int(prefill_chunk_logits))
         self.batch_wait_ms = float(batch_wait_ms)
         self.seed = seed
-        self.generator = torch.Generator().manual_seed(seed)
+        self._prompt_counts: dict[bytes, int] = {}
         self.weight_version = 0
         self.max_model_len = int(max_model_len or getattr(self.model.config, "max_position_embeddings", 1 << 30))
         self.vocab_size = int(self.model.get_output_embeddings().weight.shape[0])
@@ -362,7 +365,7 @@ class HFGenerationEngine:
 
         seed = sp.get("seed")
         if seed is None:
-            seed = int(torch.randint(0, 2**62, (1,), generator=self.generator).item())
+            seed = self._derived_seed(prompt_ids)
         return _Request(
             prompt_ids=prompt_ids,
             max_tokens=max_tokens,
@@ -374,6 +377,14 @@ class HFGenerationEngine:
             generator=torch.Generator().manual_seed(int(seed)),
             future=asyncio.get_running_loop().create_future(),
         )
+
+    def _derived_seed(self, prompt_ids: list[int]) -> int:
+        """Seed of the next request for ``prompt_ids``: a hash of (engine seed, prompt, occurrence index)."""
+        key = hashlib.blake2b(repr((self.seed, tuple(int(t) for t in prompt_ids))).encode(), digest_size=8).digest()
+        occurrence = self._prompt_counts.get(key, 0)
+        self._prompt_counts[key] = occurrence + 1
+        digest = hashlib.blake2b(key + occurrence.to_bytes(8, "little"), digest_size=8).digest()
+        return int.from_bytes(digest, "little") >> 2
 
     def _ensure_started(self) -> None:
         loop = asyncio.get_running_loop()

@@ -1,0 +1,126 @@
+"""What verl's advantage-estimator call does not pass: the training step, and a way to log metrics.
+
+verl calls a registered advantage estimator as ``fn(token_level_rewards, response_mask, index, config)``
+(``verl.trainer.ppo.ray_trainer.compute_advantage``), on the driver, once per training step, in both the
+legacy trainer and the v1 trainer. A method whose estimator depends on the step (Paced's two-stage
+schedule) or wants its own metrics in verl's tracking needs two more things, which this module provides
+by wrapping (lazily, verl 0.9.1 only) two trainer methods on the driver:
+
+* :func:`current_step` -- ``trainer.global_steps`` of the step being computed. Recorded by
+  ``RayPPOTrainer._get_gen_batch`` (legacy; called at the start of every training step) and
+  ``PPOTrainer._compute_advantage`` (v1; called once per step right before the estimator).
+* :func:`log_step_metrics` -- metrics an estimator records while it runs; they are merged into the step's
+  metrics dict (v1: the ``metrics`` argument of ``_compute_advantage``; legacy: the actor output's
+  ``meta_info["metrics"]`` returned by ``_update_actor``), so they reach every configured logger.
+
+Both are process-local: they are only meaningful in the driver (TaskRunner) process, which is where
+verl runs advantage estimators.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+logger = logging.getLogger("verl_frontier")
+
+SUPPORTED_VERL_VERSION = "0.9.1"
+
+_lock = threading.Lock()
+_pending_metrics: dict[str, float] = {}
+_step: list[int | None] = [None]
+
+
+def current_step() -> int | None:
+    """The global training step verl is computing (1-based), or ``None`` outside a trainer."""
+    return _step[0]
+
+
+def set_current_step(step: int | None) -> None:
+    _step[0] = None if step is None else int(step)
+
+
+def log_step_metrics(metrics: dict[str, float]) -> None:
+    """Queue metrics for the current step's record (later values for a key replace earlier ones)."""
+    with _lock:
+        _pending_metrics.update({key: float(value) for key, value in metrics.items()})
+
+
+def pop_step_metrics() -> dict[str, float]:
+    with _lock:
+        out = dict(_pending_metrics)
+        _pending_metrics.clear()
+    return out
+
+
+def _mark(function):
+    function._verl_frontier_driver_hook = True
+    return function
+
+
+def _wrap(owner, name: str, make) -> None:
+    original = getattr(owner, name)
+    if getattr(original, "_verl_frontier_driver_hook", False):
+        return
+    import functools
+
+    setattr(owner, name, _mark(functools.wraps(original)(make(original))))
+
+
+def _hook_legacy(module) -> None:
+    cls = module.RayPPOTrainer
+
+    def make_gen_batch(original):
+        def _get_gen_batch(self, batch):
+            set_current_step(getattr(self, "global_steps", None))
+            return original(self, batch)
+
+        return _get_gen_batch
+
+    def make_update_actor(original):
+        def _update_actor(self, batch):
+            output = original(self, batch)
+            extra = pop_step_metrics()
+            if extra:
+                output.meta_info.setdefault("metrics", {}).update(extra)
+            return output
+
+        return _update_actor
+
+    _wrap(cls, "_get_gen_batch", make_gen_batch)
+    _wrap(cls, "_update_actor", make_update_actor)
+
+
+def _hook_v1(module) -> None:
+    cls = module.PPOTrainer
+
+    def make_compute_advantage(original):
+        def _compute_advantage(self, batch, metrics):
+            set_current_step(getattr(self, "global_steps", None))
+            pop_step_metrics()  # nothing from an earlier, unfinished step leaks into this one
+            out = original(self, batch, metrics=metrics)
+            metrics.update(pop_step_metrics())
+            return out
+
+        return _compute_advantage
+
+    _wrap(cls, "_compute_advantage", make_compute_advantage)
+
+
+def install() -> None:
+    """Install the driver hooks (idempotent; a no-op with a warning on an untested verl version)."""
+    from importlib.metadata import version
+
+    from verl_cpu.import_hooks import when_imported
+
+    installed = version("verl")
+    if installed != SUPPORTED_VERL_VERSION:
+        logger.warning(
+            "verl-frontier: driver hooks are written for verl %s, found %s; step-dependent schedules and "
+            "estimator metrics are disabled",
+            SUPPORTED_VERL_VERSION,
+            installed,
+        )
+        return
+    when_imported("verl.trainer.ppo.ray_trainer", _hook_legacy)
+    when_imported("verl.trainer.ppo.v1.trainer_base", _hook_v1)

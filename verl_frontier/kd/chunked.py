@@ -1,0 +1,242 @@
+"""Full-vocabulary distillation divergences, chunked over tokens (Liger-Kernel ``chunked_loss`` style).
+
+With q = softmax(z_S / tau) (student, differentiable) and p = softmax(z_T / tau) (teacher, constant), per token:
+
+- ``forward_kl``: KL(p || q) = sum_v p_v (log p_v - log q_v);           dL/dz_S = (q - p) / tau
+- ``reverse_kl``: KL(q || p) = sum_v q_v (log q_v - log p_v);           dL/dz_S = q (log q - log p - L) / tau
+- ``jsd``: generalised JSD(beta) of GKD (Agarwal et al. 2024, Eq. 1), TRL's convention (see
+  :mod:`verl_frontier.kd.topk`): M = beta p + (1 - beta) q, L = beta KL(p || M) + (1 - beta) KL(q || M);
+  dL/dz_S = (1 - beta) q (log q - log M - KL(q || M)) / tau (since dL/dq_v = (1 - beta)(log q_v - log M_v));
+  beta = 0 is forward KL and beta = 1 reverse KL.
+
+No tau^2 factor is applied (as TRL's ``generalized_jsd_loss``); multiply outside if wanted.
+
+Memory. A naive implementation keeps both [N, V] float32 log-softmax tensors plus several [N, V] elementwise
+intermediates alive for backward. :class:`ChunkedDivergenceFunction` instead walks the tokens in chunks of
+``chunk_size`` rows; for each chunk it computes both log-softmaxes in float32, the per-token loss and (closed
+form above) its gradient w.r.t. the student logits, and writes that gradient into one [N, V] buffer of the
+student's dtype. Backward scales the buffer in place by ``grad_output`` (per token) and hands it to autograd,
+so the peak is that one buffer (which autograd needs as the student's gradient anyway) plus a few
+[chunk_size, V] float32 temporaries. A second backward through the same graph (``retain_graph=True``,
+``gradcheck``) recomputes the gradient chunk by chunk instead. Each per-token loss depends only on its own
+row, so the gradient for an arbitrary upstream ``grad_output`` [N] is ``grad_output[n] * dL_n/dz_n``.
+
+Masked logits: columns that are -inf in both models contribute 0 to the loss and get gradient 0; a row that
+is -inf everywhere in both has loss 0 and gradient 0. (A column that is -inf in only one model gives the true
+value, +inf, where that divergence is infinite, e.g. forward KL with p_v > 0 = q_v.)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.autograd.function import once_differentiable
+
+__all__ = [
+    "ChunkedDivergenceFunction",
+    "DivergenceStrategy",
+    "ForwardKL",
+    "GeneralizedJSD",
+    "ReverseKL",
+    "chunked_divergence",
+    "make_divergence",
+]
+
+KINDS = ("forward_kl", "reverse_kl", "jsd")
+
+
+def _log_softmax_(x: torch.Tensor, temperature: float, dtype: torch.dtype) -> torch.Tensor:
+    """log_softmax(x / temperature) in ``dtype``, in place on a fresh copy where one is made anyway.
+    Rows that are entirely -inf come out as all -inf (probability 0 everywhere), never NaN."""
+    z = x.to(dtype)
+    fresh = z.data_ptr() != x.data_ptr()
+    if temperature != 1.0:
+        z = z.div_(temperature) if fresh else z / temperature
+        fresh = True
+    lse = torch.logsumexp(z, dim=-1, keepdim=True)
+    lse = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))
+    return z.sub_(lse) if fresh else z - lse
+
+
+def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """sum_v a[n, v] b[n, v] with torch.sum's cascade summation (a bmm/dot accumulates 150k float32 terms
+    with ~10x the rounding error; the [c, V] product is one chunk-sized temporary)."""
+    return torch.mul(a, b).sum(-1)
+
+
+class DivergenceStrategy:
+    """One divergence: per-chunk loss and its gradient w.r.t. the (temperature-scaled) student logits.
+
+    ``loss_and_grad(s, t, need_grad)`` gets the chunk's student and teacher log-probs ``s``, ``t`` [c, V]
+    (fresh float buffers it may overwrite) and returns (loss [c], dloss/dz [c, V] or None).
+    """
+
+    name: str = ""
+
+    def loss_and_grad(self, s: torch.Tensor, t: torch.Tensor, need_grad: bool):
+        raise NotImplementedError
+
+
+class ForwardKL(DivergenceStrategy):
+    """KL(p_T || q_S); gradient q - p."""
+
+    name = "forward_kl"
+
+    def loss_and_grad(self, s, t, need_grad):
+        p = t.exp()
+        loss = t.sub_(s).masked_fill_(p == 0, 0.0).mul_(p).sum(-1)  # sum p (log p - log q) over p > 0
+        if not need_grad:
+            return loss, None
+        return loss, s.exp_().sub_(p)
+
+
+class ReverseKL(DivergenceStrategy):
+    """KL(q_S || p_T); gradient q (log q - log p - L)."""
+
+    name = "reverse_kl"
+
+    def loss_and_grad(self, s, t, need_grad):
+        q = s.exp()
+        d = s.sub_(t).masked_fill_(q == 0, 0.0)  # log q - log p where q > 0, else 0
+        loss = _rowdot(q, d)
+        if not need_grad:
+            return loss, None
+        return loss, d.sub_(loss.unsqueeze(-1)).mul_(q)
+
+
+class GeneralizedJSD(DivergenceStrategy):
+    """beta KL(p || M) + (1 - beta) KL(q || M), M = beta p + (1 - beta) q; beta = 0 / 1: forward / reverse KL."""
+
+    name = "jsd"
+
+    def __init__(self, beta: float = 0.5):
+        beta = float(beta)
+        if not 0.0 <= beta <= 1.0:
+            raise ValueError(f"jsd beta must lie in [0, 1], got {beta}")
+        self.beta = beta
+        self._endpoint = ForwardKL() if beta == 0.0 else ReverseKL() if beta == 1.0 else None
+
+    def loss_and_grad(self, s, t, need_grad):
+        if self._endpoint is not None:
+            return self._endpoint.loss_and_grad(s, t, need_grad)
+        beta = self.beta
+        log_m = s + math.log1p(-beta)
+        torch.logaddexp(log_m, t + math.log(beta), out=log_m)  # -inf where p = q = 0 (no NaN without autograd)
+        p = t.exp()
+        t.sub_(log_m).masked_fill_(p == 0, 0.0).mul_(p)
+        kl_t = t.sum(-1)  # KL(p || M)
+        del t
+        q = torch.exp(s, out=p)
+        d = s.sub_(log_m).masked_fill_(q == 0, 0.0)  # log q - log M where q > 0
+        kl_s = _rowdot(q, d)  # KL(q || M)
+        loss = beta * kl_t + (1.0 - beta) * kl_s
+        if not need_grad:
+            return loss, None
+        return loss, d.sub_(kl_s.unsqueeze(-1)).mul_(q).mul_(1.0 - beta)
+
+
+def make_divergence(kind: str, beta: float = 0.5) -> DivergenceStrategy:
+    if kind == "forward_kl":
+        return ForwardKL()
+    if kind == "reverse_kl":
+        return ReverseKL()
+    if kind == "jsd":
+        return GeneralizedJSD(beta)
+    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+
+
+class ChunkedDivergenceFunction(torch.autograd.Function):
+    """Per-token divergence [N] of student logits [N, V] from teacher logits [N, V], chunked over N.
+
+    ``apply(student, teacher, strategy, chunk_size, temperature, compute_grad)``; the teacher gets no gradient.
+    """
+
+    @staticmethod
+    def _chunk(student, teacher, strategy, start, stop, temperature, dtype, need_grad):
+        s = _log_softmax_(student[start:stop], temperature, dtype)
+        t = _log_softmax_(teacher[start:stop], temperature, dtype)
+        loss, grad = strategy.loss_and_grad(s, t, need_grad)
+        if grad is not None and temperature != 1.0:
+            grad.div_(temperature)
+        return loss, grad
+
+    @staticmethod
+    def forward(ctx, student, teacher, strategy, chunk_size, temperature, compute_grad):
+        n_rows = student.shape[0]
+        dtype = torch.float64 if student.dtype == torch.float64 else torch.float32
+        losses = torch.empty(n_rows, dtype=dtype, device=student.device)
+        grad_store = torch.empty_like(student) if compute_grad else None
+        for start in range(0, n_rows, chunk_size):
+            stop = min(start + chunk_size, n_rows)
+            loss, grad = ChunkedDivergenceFunction._chunk(
+                student, teacher, strategy, start, stop, temperature, dtype, compute_grad
+            )
+            losses[start:stop] = loss
+            if compute_grad:
+                grad_store[start:stop] = grad
+        ctx.save_for_backward(student, teacher)
+        ctx.grad_store = grad_store
+        ctx.strategy, ctx.chunk_size, ctx.temperature, ctx.dtype = strategy, chunk_size, temperature, dtype
+        return losses
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output):
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None, None, None
+        grad_output = grad_output.reshape(-1, 1)
+        if ctx.grad_store is not None:  # first backward: scale the stored gradient in place and hand it over
+            grad, ctx.grad_store = ctx.grad_store, None
+            grad.mul_(grad_output.to(grad.dtype))
+            return grad, None, None, None, None, None
+        student, teacher = ctx.saved_tensors  # repeated backward (retain_graph / gradcheck): recompute
+        grad = torch.empty_like(student)
+        for start in range(0, student.shape[0], ctx.chunk_size):
+            stop = min(start + ctx.chunk_size, student.shape[0])
+            _, chunk_grad = ChunkedDivergenceFunction._chunk(
+                student, teacher, ctx.strategy, start, stop, ctx.temperature, ctx.dtype, True
+            )
+            grad[start:stop] = chunk_grad.mul_(grad_output[start:stop].to(chunk_grad.dtype))
+        return grad, None, None, None, None, None
+
+
+def chunked_divergence(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    kind: str = "forward_kl",
+    beta: float = 0.5,
+    chunk_size: int = 1024,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Per-token full-vocabulary divergence between student and teacher logits.
+
+    Args:
+        student_logits: [N, V] (or [..., V]); bf16/fp16/fp32/fp64; computed in float32 (float64 stays float64).
+        teacher_logits: same shape; treated as a constant (detached).
+        kind: "forward_kl" (KL(T || S)), "reverse_kl" (KL(S || T)) or "jsd" (generalised JSD(beta), TRL).
+        beta: the JSD's beta in [0, 1] (ignored otherwise).
+        chunk_size: tokens per chunk (memory/speed only; the result does not depend on it).
+        temperature: both models' logits are divided by it (no tau^2 rescaling).
+
+    Returns:
+        [N] (or [...]) per-token losses, float32 (float64 for float64 inputs), differentiable w.r.t.
+        ``student_logits`` for any upstream gradient.
+    """
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            f"student_logits {tuple(student_logits.shape)} and teacher_logits {tuple(teacher_logits.shape)} differ"
+        )
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    strategy = make_divergence(kind, beta)
+    lead_shape, vocab = student_logits.shape[:-1], student_logits.shape[-1]
+    student = student_logits.reshape(-1, vocab)
+    teacher = teacher_logits.detach().reshape(-1, vocab)
+    compute_grad = torch.is_grad_enabled() and student.requires_grad
+    losses = ChunkedDivergenceFunction.apply(
+        student, teacher, strategy, int(chunk_size), float(temperature), compute_grad
+    )
+    return losses.reshape(lead_shape)

@@ -1,0 +1,226 @@
+"""Science runs: several recipe variants ("arms") x seeds through verl's real trainer, then a table and a PNG.
+
+Each run is ``python -m verl.trainer.main_ppo`` on the given recipe config (``+platform=cpu`` by default) with
+the seed applied to verl's data shuffling, rollout sampling and actor data loader, greedy validation every
+``test_freq`` steps (and before training), and metrics to a JSONL file. Results are appended to
+``<out>/results.json`` after every run (written atomically), so an interrupted study resumes where it
+stopped: finished (arm, seed) pairs are skipped.
+
+Used by the ``reproduce.py`` of each method's recipe folder (``make reproduce``)::
+
+    study = Study("paced_fkl", arms=[Arm("uniform", "paced_distill", "paced_distill_tiny", [...]), ...])
+    results = run_study(study, seeds=[0, 1, 2], out=Path("outputs/paced_fkl"), steps=40)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from verl_frontier.tinyworld.paths import repo_root
+
+VAL_ACC_SUFFIX = "/acc/mean@1"
+
+
+@dataclass
+class Arm:
+    """One recipe variant: ``recipes/<recipe>/<config_name>.yaml`` plus Hydra overrides."""
+
+    name: str
+    recipe: str
+    config_name: str
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Study:
+    name: str
+    arms: list[Arm]
+    metric_keys: tuple[str, ...] = ()  # extra per-step training metrics to keep (besides validation accuracy)
+
+
+def seed_overrides(seed: int) -> list[str]:
+    return [
+        f"data.seed={seed}",
+        f"actor_rollout_ref.rollout.seed={seed}",
+        f"actor_rollout_ref.actor.data_loader_seed={seed}",
+    ]
+
+
+def read_metrics(path: Path) -> dict[int, dict]:
+    steps: dict[int, dict] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                record = json.loads(line)
+                steps.setdefault(record["step"], {}).update(record["data"])
+    return steps
+
+
+def validation_accuracy(steps: dict[int, dict]) -> dict[int, float]:
+    """Greedy held-out accuracy per step: verl's ``val-core/<data_source>/acc/mean@1`` (mean over sources)."""
+    out = {}
+    for step, data in sorted(steps.items()):
+        values = [v for k, v in data.items() if k.startswith("val-core/") and k.endswith(VAL_ACC_SUFFIX)]
+        if values:
+            out[step] = float(sum(values) / len(values))
+    return out
+
+
+def write_json_atomic(path: Path, payload) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(payload, handle, indent=2)
+    os.replace(tmp, path)
+
+
+def run_arm(
+    arm: Arm,
+    seed: int,
+    out: Path,
+    steps: int,
+    test_freq: int,
+    world: Path | None = None,
+    platform: str | None = "cpu",
+    extra: list[str] = (),
+) -> dict:
+    """Run one (arm, seed) through verl; returns its validation curve, kept metrics and wall time."""
+    out.mkdir(parents=True, exist_ok=True)
+    metrics_path = out / "metrics.jsonl"
+    metrics_path.unlink(missing_ok=True)
+    env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(metrics_path), "RAY_USAGE_STATS_ENABLED": "0"}
+    if world is not None:
+        env["FRONTIER_WORLD_DIR"] = str(world)
+    cmd = [
+        sys.executable, "-m", "verl.trainer.main_ppo",
+        "--config-path", str(repo_root() / "recipes" / arm.recipe), "--config-name", arm.config_name,
+        *([f"+platform={platform}"] if platform else []),
+        "trainer.logger=[console,file]", f"trainer.total_training_steps={steps}", f"trainer.test_freq={test_freq}",
+        "trainer.val_before_train=true", "trainer.save_freq=-1", "trainer.resume_mode=disable",
+        f"trainer.default_local_dir={out / 'checkpoints'}", f"trainer.experiment_name={arm.name}-seed{seed}",
+        *seed_overrides(seed), *arm.overrides, *extra,
+    ]  # fmt: skip
+    start = time.perf_counter()
+    with open(out / "train.log", "w") as log:
+        proc = subprocess.run(cmd, env=env, cwd=out, stdout=log, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        tail = (out / "train.log").read_text().splitlines()[-30:]
+        raise RuntimeError(f"{arm.name} seed {seed} failed (exit {proc.returncode}):\n" + "\n".join(tail))
+    logged = read_metrics(metrics_path)
+    return {"val_acc": validation_accuracy(logged), "wall_s": wall, "steps": steps, "metrics": logged}
+
+
+def run_study(
+    study: Study,
+    seeds: list[int],
+    out: Path,
+    steps: int,
+    test_freq: int = 10,
+    world: Path | None = None,
+    extra: list[str] = (),
+) -> dict:
+    """Run every arm for every seed (resumable); returns and writes ``<out>/results.json``."""
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {"study": study.name, "runs": {}}
+    total = len(study.arms) * len(seeds)
+    done = 0
+    for seed in seeds:
+        for arm in study.arms:
+            key = f"{arm.name}/seed{seed}"
+            done += 1
+            if key in results["runs"]:
+                print(f"[{done}/{total}] {key}: done earlier, skipped", flush=True)
+                continue
+            print(
+                f"[{done}/{total}] {key}: running {arm.recipe}/{arm.config_name} {' '.join(arm.overrides)}", flush=True
+            )
+            run = run_arm(arm, seed, out / arm.name / f"seed{seed}", steps, test_freq, world, extra=list(extra))
+            kept = {
+                str(step): {k: v for k, v in data.items() if k in study.metric_keys}
+                for step, data in run.pop("metrics").items()
+            }
+            run["kept_metrics"] = {s: d for s, d in kept.items() if d}
+            run["val_acc"] = {str(k): v for k, v in run["val_acc"].items()}
+            results["runs"][key] = run
+            write_json_atomic(results_path, results)
+            final = run["val_acc"][max(run["val_acc"], key=int)] if run["val_acc"] else float("nan")
+            print(f"[{done}/{total}] {key}: final greedy accuracy {final:.3f} in {run['wall_s']:.0f} s", flush=True)
+    return results
+
+
+def summarize(results: dict, arms: list[str]) -> dict[str, dict]:
+    """Per arm: initial and final accuracy per seed, their mean and standard deviation, mean wall time."""
+    summary = {}
+    for arm in arms:
+        runs = [run for key, run in results["runs"].items() if key.split("/")[0] == arm]
+        if not runs:
+            continue
+        finals = [run["val_acc"][max(run["val_acc"], key=int)] for run in runs]
+        initial = [run["val_acc"][min(run["val_acc"], key=int)] for run in runs]
+        summary[arm] = {
+            "seeds": len(runs),
+            "initial": statistics.fmean(initial),
+            "final_mean": statistics.fmean(finals),
+            "final_std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
+            "finals": finals,
+            "wall_s": statistics.fmean(run["wall_s"] for run in runs),
+        }
+    return summary
+
+
+def markdown_table(summary: dict[str, dict]) -> str:
+    lines = [
+        "| arm | seeds | greedy acc. before | after (mean ± sd) | per seed | wall time / run |",
+        "|---|---|---|---|---|---|",
+    ]
+    for arm, s in summary.items():
+        per_seed = ", ".join(f"{v:.3f}" for v in s["finals"])
+        lines.append(
+            f"| {arm} | {s['seeds']} | {s['initial']:.3f} | {s['final_mean']:.3f} ± {s['final_std']:.3f} | "
+            f"{per_seed} | {s['wall_s'] / 60:.1f} min |"
+        )
+    return "\n".join(lines)
+
+
+def plot_curves(results: dict, arms: list[str], path: Path, title: str) -> None:
+    """Validation accuracy over steps: thin line per seed, thick line for the mean over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for index, arm in enumerate(arms):
+        color = f"C{index}"
+        curves = [run["val_acc"] for key, run in results["runs"].items() if key.split("/")[0] == arm]
+        if not curves:
+            continue
+        for curve in curves:
+            xs = sorted(int(k) for k in curve)
+            ax.plot(xs, [curve[str(x)] for x in xs], color=color, alpha=0.25, linewidth=1)
+        common = sorted(set.intersection(*(set(int(k) for k in c) for c in curves)))
+        ax.plot(
+            common,
+            [statistics.fmean(c[str(x)] for c in curves) for x in common],
+            color=color,
+            linewidth=2.5,
+            marker="o",
+            label=f"{arm} (mean of {len(curves)})",
+        )
+    ax.set_xlabel("training step")
+    ax.set_ylabel("held-out greedy accuracy")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
