@@ -1,10 +1,12 @@
-"""`make demo`: tiny teacher -> tiny student on-policy distillation through verl's real trainer on CPU.
+"""`make demo`: Paced vs uniform distillation, tiny teacher -> tiny student, through verl's real trainer on CPU.
 
 1. builds the tiny world if needed (`frontier world build`, cached);
-2. runs the `opd_uniform` recipe's tiny variant with `python -m verl.trainer.main_ppo ... +platform=cpu`
-   (verl's own console progress; metrics also to a JSONL file) and saves the final checkpoint;
-3. evaluates the base student, the trained student (verl's FSDP checkpoint, merged) and the teacher on the
-   held-out problems and prints a before/after table; writes `demo.png` (curves) and `demo.json`.
+2. runs two recipes with `python -m verl.trainer.main_ppo ... +platform=cpu` (verl's own console progress;
+   metrics also to a JSONL file), same settings and seed, saving each final checkpoint:
+   uniform distillation (`paced_distill_tiny` with alpha = beta = 0, i.e. w = 1: verl's forward KL) and
+   Paced two-stage (`paced_two_stage_tiny`: pass-rate-weighted forward KL, then reverse KL);
+3. evaluates the base student, both trained students (verl's FSDP checkpoints, merged) and the teacher on the
+   held-out problems and prints the table; writes `demo.png` (curves) and `demo.json`.
 
     python -m verl_frontier.demo [--steps 40] [--out outputs/demo] [--size full] [overrides...]
 """
@@ -21,16 +23,27 @@ from pathlib import Path
 
 from verl_frontier.tinyworld.paths import repo_root, world_dir
 
-RECIPE = ("opd_uniform", "opd_uniform_tiny")
+#: (label, recipe folder, config name, overrides)
+RUNS = (
+    (
+        "uniform distillation",
+        "paced_distill",
+        "paced_distill_tiny",
+        ["algorithm.paced.alpha=0", "algorithm.paced.beta=0"],
+    ),
+    ("Paced two-stage", "paced_two_stage", "paced_two_stage_tiny", []),
+)
 
 
-def run_trainer(world: Path, out: Path, steps: int, overrides: list[str]) -> Path:
+def run_trainer(world: Path, out: Path, steps: int, recipe: tuple[str, str], overrides: list[str]) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
     metrics = out / "metrics.jsonl"
+    metrics.unlink(missing_ok=True)
     env = {**os.environ, "FRONTIER_WORLD_DIR": str(world), "VERL_FILE_LOGGER_PATH": str(metrics)}
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     cmd = [
         sys.executable, "-m", "verl.trainer.main_ppo",
-        "--config-path", str(repo_root() / "recipes" / RECIPE[0]), "--config-name", RECIPE[1], "+platform=cpu",
+        "--config-path", str(repo_root() / "recipes" / recipe[0]), "--config-name", recipe[1], "+platform=cpu",
         "trainer.logger=[console,file]", f"trainer.total_training_steps={steps}", f"trainer.save_freq={steps}",
         f"trainer.default_local_dir={out / 'checkpoints'}",
         "trainer.resume_mode=disable",  # a demo starts from the base student, never from an earlier run
@@ -49,22 +62,23 @@ def read_metrics(path: Path) -> dict[int, dict]:
     return steps
 
 
-def plot(steps: dict[int, dict], table: dict, path: Path) -> None:
+def plot(curves: dict[str, dict[int, dict]], table: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    train = sorted(s for s, d in steps.items() if "actor/distillation/loss" in d)
-    ax_loss.plot(train, [steps[s]["actor/distillation/loss"] for s in train], label="distillation loss")
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, steps in curves.items():
+        train = sorted(s for s, d in steps.items() if "actor/distillation/loss" in d)
+        ax_loss.plot(train, [steps[s]["actor/distillation/loss"] for s in train], label=label)
+        val = sorted(s for s, d in steps.items() if any(k.startswith("val-core/") and "acc" in k for k in d))
+        if val:
+            key = next(k for k in steps[val[0]] if k.startswith("val-core/") and "acc" in k)
+            ax_acc.plot(val, [steps[s][key] for s in val], marker="o", label=f"{label} (verl validation, greedy)")
     ax_loss.set_xlabel("training step")
-    ax_loss.set_title("per-token distillation loss (verl actor/distillation/loss)")
+    ax_loss.set_title("distillation loss (verl actor/distillation/loss)")
     ax_loss.legend()
-    val = sorted(s for s, d in steps.items() if any(k.startswith("val-core/") and "acc" in k for k in d))
-    if val:
-        key = next(k for k in steps[val[0]] if k.startswith("val-core/") and "acc" in k)
-        ax_acc.plot(val, [steps[s][key] for s in val], marker="o", label="student (verl validation, greedy)")
     ax_acc.axhline(table["teacher"], color="green", linestyle="--", label="teacher")
     ax_acc.axhline(table["student (base)"], color="gray", linestyle=":", label="student before")
     ax_acc.set_ylim(0, 1)
@@ -76,7 +90,7 @@ def plot(steps: dict[int, dict], table: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="tiny on-policy distillation demo through verl on CPU")
+    parser = argparse.ArgumentParser(description="Paced vs uniform distillation in the tiny world, through verl on CPU")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--size", default="full", choices=["full", "small"])
     parser.add_argument("--out", type=Path, default=repo_root() / "outputs" / "demo")
@@ -91,25 +105,28 @@ def main(argv: list[str] | None = None) -> None:
     build(out=world, seed=0, size=args.size)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    metrics = run_trainer(world, out, args.steps, overrides)
+    curves, models = {}, [("student (base)", world / "student")]
+    for label, recipe, config_name, run_overrides in RUNS:
+        run_dir = out / recipe
+        curves[label] = read_metrics(
+            run_trainer(world, run_dir, args.steps, (recipe, config_name), [*run_overrides, *overrides])
+        )
+        models.append(
+            (f"student + {label} ({args.steps} steps)", run_dir / "checkpoints" / f"global_step_{args.steps}")
+        )
+    models.append(("teacher", world / "teacher"))
 
     test = world / "data" / "test.parquet"
-    checkpoint = out / "checkpoints" / f"global_step_{args.steps}"
     table = {}
-    for name, model in (
-        ("student (base)", world / "student"),
-        (f"student (verl OPD, {args.steps} steps)", checkpoint),
-        ("teacher", world / "teacher"),
-    ):
+    for name, model in models:
         result = evaluate(model, test, n=0, greedy=True, limit=args.eval_limit)
         table[name] = result["greedy_accuracy"]
-    steps = read_metrics(metrics)
-    plot(steps, table, out / "demo.png")
+    plot(curves, table, out / "demo.png")
     (out / "demo.json").write_text(json.dumps({"greedy_accuracy": table, "steps": args.steps}, indent=2))
     print("\nheld-out greedy accuracy (tiny world test set)")
-    print(f"  {'model':<36} accuracy")
+    print(f"  {'model':<48} accuracy")
     for name, value in table.items():
-        print(f"  {name:<36} {value:.3f}")
+        print(f"  {name:<48} {value:.3f}")
     print(f"\ncurves: {out / 'demo.png'}   table: {out / 'demo.json'}   ({time.perf_counter() - start:.0f} s)")
 
 

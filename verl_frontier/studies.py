@@ -14,6 +14,8 @@ Used by the ``reproduce.py`` of each method's recipe folder (``make reproduce``)
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import statistics
@@ -52,6 +54,21 @@ def seed_overrides(seed: int) -> list[str]:
         f"actor_rollout_ref.rollout.seed={seed}",
         f"actor_rollout_ref.actor.data_loader_seed={seed}",
     ]
+
+
+#: One real verl run at a time on a machine (the e2e tests take the same lock): two concurrent CPU runs would
+#: both be slow and their timings meaningless.
+MACHINE_LOCK = Path(os.environ.get("FRONTIER_MACHINE_LOCK", "/tmp/verl-frontier-machine.lock"))
+
+
+@contextlib.contextmanager
+def machine_lock():
+    with open(MACHINE_LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def read_metrics(path: Path) -> dict[int, dict]:
@@ -108,10 +125,10 @@ def run_arm(
         f"trainer.default_local_dir={out / 'checkpoints'}", f"trainer.experiment_name={arm.name}-seed{seed}",
         *seed_overrides(seed), *arm.overrides, *extra,
     ]  # fmt: skip
-    start = time.perf_counter()
-    with open(out / "train.log", "w") as log:
+    with machine_lock(), open(out / "train.log", "w") as log:
+        start = time.perf_counter()
         proc = subprocess.run(cmd, env=env, cwd=out, stdout=log, stderr=subprocess.STDOUT)
-    wall = time.perf_counter() - start
+        wall = time.perf_counter() - start
     if proc.returncode != 0:
         tail = (out / "train.log").read_text().splitlines()[-30:]
         raise RuntimeError(f"{arm.name} seed {seed} failed (exit {proc.returncode}):\n" + "\n".join(tail))

@@ -21,6 +21,5 @@ def shared_ray(tmp_path_factory):
 
     # Ray's socket paths must stay short: use a short temp dir, not pytest's deep one
     ray = SharedRay(Path(tempfile.mkdtemp(prefix="ray-e2e-")))
-    ray.start()
-    yield ray
+    yield ray  # started lazily by run_recipe, inside the machine lock (a start next to a busy run can time out)
     ray.stop()

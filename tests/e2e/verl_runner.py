@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from verl_frontier.studies import machine_lock  # one real verl run at a time per machine (flock)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RECIPES = REPO_ROOT / "recipes"
@@ -39,21 +42,6 @@ class VerlRun:
         return "\n".join(lines[-n:])
 
 
-#: One real verl run at a time on this machine (each is ~40 processes and 6-10 GiB): concurrent pytest
-#: sessions (or a benchmark holding the same lock) queue here instead of thrashing two cores.
-MACHINE_LOCK = Path(os.environ.get("FRONTIER_MACHINE_LOCK", "/tmp/verl-frontier-machine.lock"))
-
-
-@contextlib.contextmanager
-def machine_lock():
-    with open(MACHINE_LOCK, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -69,7 +57,18 @@ class SharedRay:
         self.address = None
         self.num_gpus, self.num_cpus = num_gpus, num_cpus
 
-    def start(self) -> str:
+    def start(self, attempts: int = 3) -> str:
+        """``ray start --head``; retried (after cleaning up) when the GCS times out on a busy machine."""
+        for attempt in range(attempts):
+            try:
+                return self._start_once()
+            except RuntimeError:
+                self.stop()
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> str:
         # Ray 2.60 turns token authentication on by default; a local test cluster runs without it
         env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "VERL_PLATFORM": "cpu", "RAY_AUTH_MODE": "disabled"}
         cmd = [
@@ -86,6 +85,21 @@ class SharedRay:
             raise RuntimeError(f"ray start did not report an address: {proc.stdout}")
         return self.address
 
+    def alive(self) -> bool:
+        if not self.address:
+            return False
+        host, port = self.address.rsplit(":", 1)
+        with contextlib.suppress(OSError), socket.create_connection((host, int(port)), timeout=2):
+            return True
+        return False
+
+    def ensure_alive(self) -> None:
+        """Restart the cluster if it died (e.g. someone ran ``ray stop`` on this machine): a verl driver joining a
+        dead address waits forever instead of failing."""
+        if not self.alive():
+            self.stop()
+            self.start()
+
     def overrides(self) -> list[str]:
         # joining an existing cluster: ray.init must not be given resources
         return [
@@ -95,9 +109,50 @@ class SharedRay:
         ]
 
     def stop(self) -> None:
-        subprocess.run(
-            [str(Path(sys.executable).with_name("ray")), "stop", "--force"], capture_output=True, timeout=120
-        )
+        """Stop THIS cluster only (``ray stop`` would kill every Ray cluster on the machine, including those of
+        concurrent test sessions): the processes whose command line names our temp dir, and their children."""
+        roots = [pid for pid, cmdline in _processes().items() if str(self.temp_dir) in cmdline]
+        _kill_tree(roots)
+
+
+def _processes() -> dict[int, str]:
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                out[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                pass
+    return out
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            tree.setdefault(ppid, []).append(int(entry.name))
+    return tree
+
+
+def _kill_tree(roots: list[int], grace_s: float = 10.0) -> None:
+    tree = _children()
+    pids, stack = set(), list(roots)
+    while stack:
+        pid = stack.pop()
+        if pid not in pids and pid != os.getpid():
+            pids.add(pid)
+            stack.extend(tree.get(pid, []))
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace_s
+        while sig == signal.SIGTERM and time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+            time.sleep(0.2)
 
 
 def run_recipe(
@@ -143,6 +198,11 @@ def run_recipe(
         *overrides,
     ]
     with machine_lock():
+        if ray is not None:
+            ray.ensure_alive()
+            cmd = [arg for arg in cmd if not arg.startswith("+ray_kwargs.ray_init.address=")] + [
+                f"+ray_kwargs.ray_init.address={ray.address}"
+            ]
         proc = subprocess.run(cmd, cwd=out_dir, env=env, capture_output=True, text=True, timeout=timeout)
     metrics = []
     if metrics_path.exists():
