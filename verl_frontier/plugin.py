@@ -26,7 +26,12 @@ logger = logging.getLogger("verl_frontier")
 #: ``EXPECTED_REGISTRATIONS: list[tuple[str, str]]`` (see verl_frontier.registration). Add the
 #: method packages here as they land: "paced.verl_plugin", "ace.verl_plugin", "opsdc.verl_plugin",
 #: "orbit.verl_plugin".
-METHOD_PLUGINS: tuple[str, ...] = ()
+METHOD_PLUGINS: tuple[str, ...] = (
+    "verl_frontier.paced.verl_plugin",
+    "verl_frontier.ace.verl_plugin",
+    "verl_frontier.opsdc.verl_plugin",
+    "verl_frontier.orbit.verl_plugin",
+)
 
 #: module name (or "validation_hook") -> one-line error message, for whatever failed on load.
 LOAD_ERRORS: dict[str, str] = {}
