@@ -197,10 +197,12 @@ def _bind(signature: inspect.Signature, args, kwargs) -> dict:
     return dict(bound.arguments)
 
 
-def _make_compute_advantage(original):
+def _make_ace_dispatch(original):
+    """Wrap one of verl's advantage-computation functions (same keyword interface in both trainers): for
+    ``adv_estimator=ace`` run it with the base estimator, then modulate the result."""
     signature = inspect.signature(original)
 
-    def compute_advantage(*args, **kwargs):
+    def dispatch(*args, **kwargs):
         arguments = _bind(signature, args, kwargs)
         if not _is_ace(arguments["adv_estimator"]):
             return original(**arguments)
@@ -208,21 +210,8 @@ def _make_compute_advantage(original):
         arguments["adv_estimator"] = ace_settings(config).base_estimator
         return apply_ace(original(**arguments), config)
 
-    return compute_advantage
-
-
-def _make_multi_trajectories(original):
-    signature = inspect.signature(original)
-
-    def compute_advantage_for_multi_trajectories(*args, **kwargs):
-        arguments = _bind(signature, args, kwargs)
-        if not _is_ace(arguments["adv_estimator"]):
-            return original(**arguments)
-        config = arguments.get("config")
-        arguments["adv_estimator"] = ace_settings(config).base_estimator
-        return apply_ace(original(**arguments), config)
-
-    return compute_advantage_for_multi_trajectories
+    dispatch.__name__ = original.__name__
+    return dispatch
 
 
 def _wrap(owner, name: str, make) -> object:
@@ -244,7 +233,7 @@ def _rebind(module, name: str, wrapped) -> None:
 
 
 def _hook_ray_trainer(module) -> None:
-    _wrap(module, "compute_advantage", _make_compute_advantage)
+    _wrap(module, "compute_advantage", _make_ace_dispatch)
 
 
 def _hook_v1_utils(module) -> None:
@@ -252,7 +241,7 @@ def _hook_v1_utils(module) -> None:
 
     _hook_ray_trainer(ray_trainer)
     _rebind(module, "compute_advantage", ray_trainer.compute_advantage)
-    _wrap(module, "compute_advantage_for_multi_trajectories", _make_multi_trajectories)
+    _wrap(module, "compute_advantage_for_multi_trajectories", _make_ace_dispatch)
 
 
 def _hook_v1_trainer_base(module) -> None:
