@@ -1,0 +1,55 @@
+"""ORBIT's tiny recipe through verl's real trainer on CPU: the orbit_agent loop plays guess-the-number trials
+against the hf rollout server, 2 GRPO steps on the v1 trainer and on the legacy one, validation at step 2.
+Asserts on ORBIT's own metrics: per-episode success rates reach verl's validation metrics through
+AgentLoopOutput.extra_fields["reward_extra_info"] (val-aux/orbit/guess_number/<key>/mean@1), and the
+trial reward (number of successful episodes) is verl's critic/score."""
+
+from __future__ import annotations
+
+import pytest
+from verl_runner import run_recipe
+
+pytestmark = pytest.mark.e2e
+
+SRC = "orbit/guess_number"
+
+
+@pytest.fixture(scope="module")
+def orbit_world(small_world):
+    from verl_frontier.orbit import data
+
+    data.main(
+        ["--out", str(small_world / "orbit"), "--preset", "tiny", "--train-size", "64", "--val-seeds-per-env", "8"]
+    )
+    return small_world
+
+
+def _check(run):
+    assert run.returncode == 0, run.tail()
+    assert run.train_steps() == [1, 2], (run.train_steps(), run.tail())
+    steps = run.steps()
+    for step in (1, 2):
+        data = steps[step]
+        assert "actor/pg_loss" in data
+        assert 0.0 <= data["critic/score/mean"] <= 3.0  # trial reward: 0..3 successful episodes
+        assert data["response_length/mean"] > 0
+    val = steps[2]
+    per_episode = [val[f"val-aux/{SRC}/episode_{k}_success/mean@1"] for k in (1, 2, 3)]
+    assert all(0.0 <= p <= 1.0 for p in per_episode), per_episode
+    count = val[f"val-aux/{SRC}/success_count/mean@1"]
+    assert count == pytest.approx(sum(per_episode))  # success count = sum of the per-episode successes
+    assert val[f"val-core/{SRC}/reward/mean@1"] == pytest.approx(count)  # reward = number of successes
+    assert 1.0 <= val[f"val-aux/{SRC}/model_turns/mean@1"] <= 12.0
+    return steps
+
+
+OVERRIDES = ["trainer.test_freq=2"]
+
+
+def test_orbit_tiny_v1(orbit_world, tmp_path, shared_ray):
+    _check(run_recipe("orbit", "orbit_tiny", tmp_path, orbit_world, OVERRIDES, steps=2, ray=shared_ray))
+
+
+def test_orbit_tiny_legacy(orbit_world, tmp_path, shared_ray):
+    overrides = [*OVERRIDES, "trainer.use_v1=false"]
+    _check(run_recipe("orbit", "orbit_tiny", tmp_path, orbit_world, overrides, steps=2, ray=shared_ray))
