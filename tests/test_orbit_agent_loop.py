@@ -43,7 +43,9 @@ class FakeServer:
         ids = ids[: sampling_params["max_tokens"]]
         self.outputs.append(ids)
         lps = [-0.01 * (i + 1) for i in range(len(ids))] if self.logprobs else None
-        return TokenOutput(token_ids=ids, log_probs=lps, stop_reason="completed")
+        # the weight version a real server reports; here it advances with every call
+        version = {"min_global_steps": len(self.prompts), "max_global_steps": len(self.prompts)}
+        return TokenOutput(token_ids=ids, log_probs=lps, stop_reason="completed", extra_fields=version)
 
 
 def make_loop(server, prompt_length=64, response_length=400):
@@ -133,6 +135,9 @@ def test_token_layout_headers_and_reward():
     for prompt in server.prompts:
         assert prompt == out.prompt_ids + out.response_ids[: len(prompt) - len(out.prompt_ids)]
     assert out.reward_score == 2.0
+    # v1's staleness metrics need the weight versions of the whole trajectory: first turn's min, last turn's max
+    assert out.extra_fields["min_global_steps"] == 1
+    assert out.extra_fields["max_global_steps"] == len(server.prompts)
     info = out.extra_fields["reward_extra_info"]
     assert [info[f"episode_{k}_success"] for k in (1, 2, 3)] == [1.0, 1.0, 0.0]
     assert [info[f"episode_{k}_steps"] for k in (1, 2, 3)] == [2.0, 1.0, 4.0]

@@ -68,6 +68,7 @@ class OrbitAgentLoop(AgentLoopBase):
         response_logprobs: list[float] | None = None
         turn_scores: list[float] = []
         gen_seconds = 0.0
+        server_fields: dict = {}  # the server's extra fields (weight versions min/max_global_steps), over all turns
         overflow = False
         model_turns = 0
         while True:
@@ -82,6 +83,7 @@ class OrbitAgentLoop(AgentLoopBase):
                 request_id=uuid4().hex, prompt_ids=runtime_ids, sampling_params=params
             )
             gen_seconds += time.perf_counter() - t0
+            _merge_server_fields(server_fields, output.extra_fields or {})
             token_ids = list(output.token_ids)
             if response_logprobs is None and output.log_probs:
                 response_logprobs = [0.0] * len(response_mask)
@@ -135,5 +137,19 @@ class OrbitAgentLoop(AgentLoopBase):
             reward_score=trial.success_reward * trial.success_count,
             num_turns=sum(m["role"] != "system" for m in messages),
             metrics=AgentLoopMetrics(generate_sequences=gen_seconds, tool_calls=env_seconds),
-            extra_fields={"reward_extra_info": metrics, "turn_scores": turn_scores, "tool_rewards": []},
+            extra_fields={
+                **server_fields,
+                "reward_extra_info": metrics,
+                "turn_scores": turn_scores,
+                "tool_rewards": [],
+            },
         )
+
+
+def _merge_server_fields(merged: dict, fields: dict) -> None:
+    """Keep the first turn's fields and the latest ``max_global_steps``, as verl's tool agent loop does (the v1
+    trainer's staleness metrics read ``min_global_steps`` / ``max_global_steps`` of every trajectory)."""
+    if not merged:
+        merged.update(fields)
+    elif fields.get("max_global_steps") is not None:
+        merged["max_global_steps"] = fields["max_global_steps"]
