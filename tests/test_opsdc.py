@@ -340,6 +340,11 @@ def test_config_check_names_the_key():
     cfg = _cfg()
     cfg.actor_rollout_ref.actor.use_kl_loss = True
     vp.check_opsdc(cfg)
+    OmegaConf.update(cfg, "actor_rollout_ref.rollout.temperature", 0.7, force_add=True)
+    with pytest.raises(FrontierConfigError, match="actor_rollout_ref.rollout.temperature"):
+        vp.check_opsdc(cfg)
+    cfg.actor_rollout_ref.rollout.temperature = 1.0
+    vp.check_opsdc(cfg)
     cfg.distillation.enabled = True
     with pytest.raises(FrontierConfigError, match="distillation.enabled"):
         vp.check_opsdc(cfg)
@@ -372,3 +377,23 @@ def test_registered():
     from verl_frontier.registration import assert_registered
 
     assert assert_registered(["verl_frontier.opsdc.verl_plugin"], check_hook=False)
+
+
+def test_mark_distillation_sets_verl_flags_on_both_batch_types():
+    """Legacy trainer: a TensorDict; v1 trainer: a TransferQueue BatchMeta whose extra_info becomes the worker
+    TensorDict's non-tensor fields. Either way the FSDP engine must read distillation_use_topk/only = True."""
+    from tensordict import TensorDict
+    from transfer_queue.metadata import BatchMeta
+    from verl.utils import tensordict_utils as tu
+
+    td = TensorDict({"input_ids": torch.zeros(2, 3, dtype=torch.long)}, batch_size=[2])
+    vp._mark_distillation(td)
+    assert tu.get_non_tensor_data(td, "distillation_use_topk", False) is True
+    assert tu.get_non_tensor_data(td, "distillation_only", False) is True
+
+    meta = BatchMeta(global_indexes=[0, 1], partition_ids=["train", "train"], extra_info={"temperature": 1.0})
+    vp._mark_distillation(meta)
+    assert meta.extra_info == {"temperature": 1.0, "distillation_use_topk": True, "distillation_only": True}
+
+    with pytest.raises(TypeError, match="update_actor batch type"):
+        vp._mark_distillation({"input_ids": None})

@@ -13,6 +13,8 @@ FAST = [
     "data.train_batch_size=8",
     "actor_rollout_ref.actor.ppo_mini_batch_size=8",
     "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=8",
+    "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=8",
+    "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=8",
     "data.max_response_length=192",
 ]
 
@@ -26,8 +28,8 @@ def _metric(data: dict, name: str):
 
 
 def _assert_ok(run):
-    assert run.returncode == 0, run.tail()
-    assert run.train_steps() == [1, 2], (run.train_steps(), run.tail())
+    assert run.returncode == 0, run.tail(200)
+    assert run.train_steps() == [1, 2], (run.train_steps(), run.tail(200))
 
 
 def _common(steps):

@@ -125,6 +125,15 @@ def check_opsdc(config) -> None:
         config, "actor_rollout_ref.model.use_fused_kernels", False
     ):
         raise config_error("actor_rollout_ref.model.use_fused_kernels", "OPSDC needs the student logits", True)
+    temperature = select(config, "actor_rollout_ref.rollout.temperature", 1.0)
+    if temperature is not None and float(temperature) != 1.0:
+        # verl divides the student's logits by the rollout temperature before the loss sees them; the teacher's
+        # are not divided, so the KL would compare distributions at two temperatures
+        raise config_error(
+            "actor_rollout_ref.rollout.temperature",
+            "OPSDC's KL is defined at temperature 1 (the paper's setting)",
+            temperature,
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -410,6 +419,24 @@ def _install_worker_state(worker) -> OpsdcWorkerState | None:
     return state
 
 
+def _mark_distillation(data) -> None:
+    """Set verl's ``distillation_use_topk`` / ``distillation_only`` flags on an ``update_actor`` batch: the FSDP
+    engine then calls the loss function as a logits processor with the full student logits and skips the
+    policy log-probs. The legacy trainer sends a TensorDict; the v1 trainer a TransferQueue ``BatchMeta``
+    whose ``extra_info`` becomes the TensorDict's non-tensor fields inside the worker (verl's ``tqbridge``)."""
+    flags = {"distillation_use_topk": True, "distillation_only": True}
+    from tensordict import TensorDict
+
+    if isinstance(data, TensorDict):
+        from verl.utils import tensordict_utils as tu
+
+        tu.assign_non_tensor(data, **flags)
+    elif hasattr(data, "extra_info"):  # TransferQueue BatchMeta / KVBatchMeta
+        data.extra_info = {**(data.extra_info or {}), **flags}
+    else:
+        raise TypeError(f"opsdc: unsupported update_actor batch type {type(data).__name__}")
+
+
 def _hook_workers(module) -> None:
     cls = module.ActorRolloutRefWorker
     if getattr(cls.init_model, "_opsdc_hook", False):
@@ -429,7 +456,7 @@ def _hook_workers(module) -> None:
         state = getattr(self, "_opsdc_state", None)
         if state is None:
             return original_update(self, data, *args, **kwargs)
-        tu.assign_non_tensor(data, distillation_use_topk=True, distillation_only=True)
+        _mark_distillation(data)
         teacher_engine = state.teacher_engine
         offloaded = bool(getattr(teacher_engine, "is_param_offload_enabled", False))
         if offloaded:
