@@ -9,7 +9,7 @@ setup(
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["verl_frontier*", "verl_cpu*"]) + ["hydra_plugins.verl_frontier_searchpath"],
     include_package_data=True,
-    package_data={"verl_cpu": ["config/**/*.yaml"], "verl_frontier": ["**/*.yaml", "**/*.txt"]},
+    package_data={"verl_cpu": ["config/**/*.yaml"], "verl_frontier": ["**/*.yaml", "**/*.txt", "launch/*.sh"]},
     install_requires=[
         # torch is deliberately not pinned: clusters bring their own; `make venv` installs the CPU wheel first.
         "verl==0.9.1",

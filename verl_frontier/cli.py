@@ -28,6 +28,7 @@ EXIT_USAGE = 2
 LAZY_SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "world": ("verl_frontier.tinyworld.cli", "world_app", "Tiny world: build and inspect the tiny test world."),
     "eval": ("verl_frontier.evaluation.cli", "eval_command", "Evaluate checkpoints."),
+    "launch": ("verl_frontier.launch.cli", "launch_command", "Launch a recipe: this node, SLURM or a Ray cluster."),
 }
 
 
@@ -295,12 +296,21 @@ def validate(
     ] = None,
     skip_check: Annotated[
         list[str] | None,
-        typer.Option("--skip-check", help="Skip a frontier check by name (data_files, model_paths, schemas)."),
+        typer.Option("--skip-check", help="Skip a frontier check: data_files, model_paths, schemas, world_size."),
     ] = None,
     no_verl: Annotated[bool, typer.Option("--no-verl", help="Do not run verl's own validate_config.")] = False,
     show: Annotated[bool, typer.Option("--show", help="Print the composed config (YAML).")] = False,
+    nodes: Annotated[int | None, typer.Option(help="Launch option: nodes (sets trainer.nnodes).")] = None,
+    gpus_per_node: Annotated[
+        int | None, typer.Option(help="Launch option: GPUs per node (sets trainer.n_gpus_per_node).")
+    ] = None,
+    partition: Annotated[str | None, typer.Option(help="Launch option: SLURM partition, checked with sinfo.")] = None,
 ):
-    """Compose RECIPE with OVERRIDES against verl's ppo_trainer config and validate it (no Ray)."""
+    """Compose RECIPE with OVERRIDES against verl's ppo_trainer config and validate it (no Ray).
+
+    With launch options (--nodes, --gpus-per-node, --partition) it also checks them the way `frontier launch`
+    does: the batch sizes must split over the nodes x GPUs, the partition must be listed by sinfo.
+    """
     _quiet_imports()
     import contextlib
     import io
@@ -312,11 +322,18 @@ def validate(
     from verl_frontier.validation import validate_frontier_config
 
     spec = rc.get_recipe(recipe)
-    config = rc.compose_recipe(spec, overrides or [], config_name=config_name)
+    sizes = [f"trainer.nnodes={nodes}"] * (nodes is not None)
+    sizes += [f"trainer.n_gpus_per_node={gpus_per_node}"] * (gpus_per_node is not None)
+    config = rc.compose_recipe(spec, [*(overrides or []), *sizes], config_name=config_name)
     rc.resolve_all(config)
     used_config = config_name or spec.default_config
     warnings_out = [f"{key} is not a verl ppo_trainer key" for key in rc.unknown_recipe_keys(spec, used_config)]
     checks = validate_frontier_config(config, skip=tuple(skip_check or ()))
+    if partition is not None:
+        from verl_frontier.launch.core import check_partition
+
+        check_partition(partition)
+        checks.append("partition")
     verl_status = "skipped"
     if not no_verl:
         from verl.trainer.ppo.utils import need_critic, need_reference_policy

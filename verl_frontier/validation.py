@@ -225,6 +225,14 @@ def check_model_paths(config: Any) -> None:
             raise config_error(key, f"local model path not found: {value}", value)
 
 
+@register_check(name="world_size")
+def check_world_size(config: Any) -> None:
+    """Batch sizes must split over ``trainer.nnodes * trainer.n_gpus_per_node`` ranks (see verl_frontier.launch)."""
+    from verl_frontier.launch.core import check_world_size as check
+
+    check(config)
+
+
 # ---------------------------------------------------------------------------
 # schema validation
 # ---------------------------------------------------------------------------
