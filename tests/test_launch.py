@@ -113,8 +113,7 @@ def test_world_size_rejects_non_positive_counts(key):
         core.check_world_size(config)
 
 
-KNOWN_BAD = {
-}
+KNOWN_BAD = {}
 ALL_CONFIGS = [
     pytest.param(r, c, id=f"{r.name}/{c}", marks=[pytest.mark.xfail(strict=True, reason=KNOWN_BAD[(r.name, c)])]
                  if (r.name, c) in KNOWN_BAD else [])
