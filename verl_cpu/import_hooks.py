@@ -64,18 +64,20 @@ def _is_initialising(module) -> bool:
     return bool(spec is not None and getattr(spec, "_initializing", False))
 
 
-def wrap_once(owner, name: str, make_wrapper: Callable) -> None:
-    """Replace ``owner.<name>`` with ``make_wrapper(original)`` unless verl_cpu already wrapped it.
+def wrap_once(owner, name: str, make_wrapper: Callable, marker: str = "_verl_cpu"):
+    """Replace ``owner.<name>`` with ``make_wrapper(original)`` unless it already carries ``marker``.
 
-    The wrapper keeps the original's metadata (``functools.wraps``) and is marked so that applying the same
-    patch again (a driver that selects the CPU platform twice, a module re-imported) is a no-op.
+    The wrapper keeps the original's metadata (``functools.wraps``) and is marked with the attribute ``marker``
+    so that applying the same patch again (a driver that selects the CPU platform twice, a module re-imported)
+    is a no-op. Each patching package uses its own marker. Returns the function now installed.
     """
     original = getattr(owner, name)
-    if getattr(original, "_verl_cpu", False):
-        return
+    if getattr(original, marker, False):
+        return original
     wrapper = functools.wraps(original)(make_wrapper(original))
-    wrapper._verl_cpu = True
+    setattr(wrapper, marker, True)
     setattr(owner, name, wrapper)
+    return wrapper
 
 
 def pending() -> list[str]:

@@ -53,18 +53,13 @@ def pop_step_metrics() -> dict[str, float]:
     return out
 
 
-def _mark(function):
-    function._verl_frontier_driver_hook = True
-    return function
+_MARKER = "_verl_frontier_driver_hook"
 
 
 def _wrap(owner, name: str, make) -> None:
-    original = getattr(owner, name)
-    if getattr(original, "_verl_frontier_driver_hook", False):
-        return
-    import functools
+    from verl_cpu.import_hooks import wrap_once
 
-    setattr(owner, name, _mark(functools.wraps(original)(make(original))))
+    wrap_once(owner, name, make, marker=_MARKER)
 
 
 def _hook_legacy(module) -> None:

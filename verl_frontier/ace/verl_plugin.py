@@ -40,7 +40,6 @@ must be registered and be a group/outcome estimator.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import itertools
 import logging
@@ -48,6 +47,7 @@ import os
 
 import torch
 
+from verl_cpu.import_hooks import wrap_once
 from verl_frontier import driver_hooks
 from verl_frontier.ace.advantage import AceConfig, ace_advantages, ace_metrics
 from verl_frontier.validation import config_error, register_check, register_schema, select
@@ -215,13 +215,7 @@ def _make_ace_dispatch(original):
 
 
 def _wrap(owner, name: str, make) -> object:
-    current = getattr(owner, name)
-    if getattr(current, _MARK, False):
-        return current
-    wrapper = functools.wraps(current)(make(current))
-    setattr(wrapper, _MARK, True)
-    setattr(owner, name, wrapper)
-    return wrapper
+    return wrap_once(owner, name, make, marker=_MARK)
 
 
 def _rebind(module, name: str, wrapped) -> None:

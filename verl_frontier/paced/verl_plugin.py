@@ -113,14 +113,15 @@ def compute_paced_advantage(
     _, first = np.unique(np.asarray(index, dtype=object).astype(str), return_index=True)
     group_pass = pass_rate[torch.as_tensor(first)]
     group_weight = weights[torch.as_tensor(first)]
+    ess = float(effective_sample_size(weights))
     metrics = {
         "paced/stage": 1 if settings.switch_step is None or step is None or step < settings.switch_step else 2,
         "paced/divergence_code": stage.code,
         "paced/pass_rate_mean": group_pass.mean().item(),
         "paced/weight_mean": group_weight.mean().item(),
         "paced/zero_weight_prompt_frac": (group_weight == 0).float().mean().item(),
-        "paced/effective_sample_size": float(effective_sample_size(weights)),
-        "paced/effective_sample_frac": float(effective_sample_size(weights)) / max(len(weights), 1),
+        "paced/effective_sample_size": ess,
+        "paced/effective_sample_frac": ess / max(len(weights), 1),
         "paced/all_zero_weight_batch": float(bool((weights == 0).all())),
     }
     metrics.update({f"paced/pass_rate_hist/{k}": v for k, v in pass_rate_histogram(group_pass).items()})
@@ -257,6 +258,8 @@ def _register() -> None:
     from verl.trainer.distillation.losses import DistillationLossSettings, register_distillation_loss
     from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, register_adv_est
 
+    from verl_cpu.import_hooks import wrap_once
+
     if ADV_ESTIMATOR_REGISTRY.get(ESTIMATOR_NAME) is not compute_paced_advantage:
         register_adv_est(ESTIMATOR_NAME)(compute_paced_advantage)
     for name, code in TOPK_MODES.items():
@@ -276,13 +279,7 @@ def _register() -> None:
 
         return compute_topk_loss
 
-    original = distillation_losses.compute_topk_loss
-    if not getattr(original, "_verl_frontier_paced", False):
-        import functools
-
-        wrapper = functools.wraps(original)(make(original))
-        wrapper._verl_frontier_paced = True
-        distillation_losses.compute_topk_loss = wrapper
+    wrap_once(distillation_losses, "compute_topk_loss", make, marker="_verl_frontier_paced")
 
 
 _register()
