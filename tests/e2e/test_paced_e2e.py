@@ -9,16 +9,11 @@ from __future__ import annotations
 import math
 
 import pytest
-from verl_runner import run_recipe
+from verl_runner import assert_trained, run_recipe
 
 pytestmark = pytest.mark.e2e
 
 HIST_KEYS = ("p=0", "p=1")
-
-
-def _assert_ok(run, steps):
-    assert run.returncode == 0, run.tail()
-    assert run.train_steps() == steps, (run.train_steps(), run.tail())
 
 
 def _assert_weights_logged(data):
@@ -39,7 +34,7 @@ def test_paced_two_stage_v1_switches_divergence(small_world, tmp_path, shared_ra
     """v1 trainer, loss_mode=paced_topk, switch_step=2: step 1 is forward KL, step 2 reverse KL."""
     overrides = ["algorithm.paced.switch_step=2"]
     run = run_recipe("paced_two_stage", "paced_two_stage_tiny", tmp_path, small_world, overrides, ray=shared_ray)
-    _assert_ok(run, [1, 2])
+    assert_trained(run, [1, 2])
     steps = run.steps()
     first, second = steps[1], steps[2]
     for data in (first, second):
@@ -56,7 +51,7 @@ def test_paced_forward_kl_legacy_trainer(small_world, tmp_path, shared_ray):
     run = run_recipe(
         "paced_distill", "paced_distill_tiny", tmp_path, small_world, ["trainer.use_v1=false"], ray=shared_ray
     )
-    _assert_ok(run, [1, 2])
+    assert_trained(run, [1, 2])
     for data in run.steps().values():
         _assert_weights_logged(data)
         assert data["paced/stage"] == 1 and "actor/paced/loss_forward_kl" in data

@@ -6,7 +6,7 @@ One subprocess per run (each is a full ``python -m verl.trainer.main_ppo``); run
 from __future__ import annotations
 
 import pytest
-from verl_runner import run_recipe
+from verl_runner import assert_trained, run_recipe
 
 pytestmark = pytest.mark.e2e
 
@@ -15,16 +15,11 @@ pytestmark = pytest.mark.e2e
 WEIGHT_SYNC_TOLERANCE = 1e-4
 
 
-def _assert_ok(run, steps):
-    assert run.returncode == 0, run.tail()
-    assert run.train_steps() == steps, (run.train_steps(), run.tail())
-
-
 def test_grpo_v1_kl_ref_validation_checkpoint_and_resume(small_world, tmp_path, shared_ray):
     """v1 trainer: GRPO with the KL loss against a ref model, validation, a checkpoint, then a resume."""
     overrides = ["trainer.test_freq=2", "trainer.save_freq=2", "actor_rollout_ref.actor.kl_loss_coef=0.1"]
     first = run_recipe("grpo_baseline", "grpo_baseline_tiny", tmp_path, small_world, overrides, steps=2, ray=shared_ray)
-    _assert_ok(first, [1, 2])
+    assert_trained(first, [1, 2])
     steps = first.steps()
     for step in (1, 2):
         data = steps[step]
@@ -63,7 +58,7 @@ def test_grpo_legacy_trainer(small_world, tmp_path, shared_ray):
     run = run_recipe(
         "grpo_baseline", "grpo_baseline_tiny", tmp_path, small_world, ["trainer.use_v1=false"], ray=shared_ray
     )
-    _assert_ok(run, [1, 2])
+    assert_trained(run, [1, 2])
     for data in run.steps().values():
         assert "actor/pg_loss" in data and "actor/kl_loss" in data
         assert data["training/rollout_probs_diff_max"] < WEIGHT_SYNC_TOLERANCE
@@ -75,7 +70,7 @@ def test_distillation_k3_v1_teacher_on_hf_server(small_world, tmp_path, shared_r
         "distillation.distillation_loss.use_policy_gradient=false",
     ]
     run = run_recipe("opd_uniform", "opd_uniform_tiny", tmp_path, small_world, overrides, ray=shared_ray)
-    _assert_ok(run, [1, 2])
+    assert_trained(run, [1, 2])
     for data in run.steps().values():
         # teacher (trained) and student (random init) differ: a real teacher signal gives a positive KL
         assert data["actor/distillation/loss"] > 0, data["actor/distillation/loss"]
@@ -95,7 +90,7 @@ def test_distillation_forward_kl_topk_legacy_teacher_equal_to_student_gives_zero
         "actor_rollout_ref.actor.optim.lr=1e-12",  # step 2 still sees (numerically) the initial weights
     ]
     run = run_recipe("opd_uniform", "opd_uniform_tiny", tmp_path, small_world, overrides, ray=shared_ray)
-    _assert_ok(run, [1, 2])
+    assert_trained(run, [1, 2])
     for data in run.steps().values():
         assert data["actor/distillation/loss"] == pytest.approx(0.0, abs=1e-5)
         assert data["actor/distillation/overlap_ratio"] == pytest.approx(1.0, abs=1e-6)
@@ -110,7 +105,7 @@ def test_same_seed_same_first_step_metrics(small_world, tmp_path, shared_ray):
         for name in ("first", "second")
     ]
     for run in runs:
-        _assert_ok(run, [1])
+        assert_trained(run, [1])
     first, second = (run.steps()[1] for run in runs)
     for key in ("critic/score/mean", "response_length/mean", "response_length/max", "critic/advantages/mean"):
         assert first[key] == second[key], (key, first[key], second[key])

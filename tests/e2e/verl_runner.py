@@ -42,6 +42,12 @@ class VerlRun:
         return "\n".join(lines[-n:])
 
 
+def assert_trained(run: VerlRun, steps: list[int], tail_lines: int = 60) -> None:
+    """The run exited 0 and verl logged exactly these training steps (else: the log's tail)."""
+    assert run.returncode == 0, run.tail(tail_lines)
+    assert run.train_steps() == steps, (run.train_steps(), run.tail(tail_lines))
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
