@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from verl_frontier.studies import read_metrics
 from verl_frontier.tinyworld.paths import repo_root, world_dir
 
 #: (label, recipe folder, config name, overrides)
@@ -52,14 +53,6 @@ def run_trainer(world: Path, out: Path, steps: int, recipe: tuple[str, str], ove
     print("$ " + " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, env=env, cwd=out)
     return metrics
-
-
-def read_metrics(path: Path) -> dict[int, dict]:
-    steps: dict[int, dict] = {}
-    for line in path.read_text().splitlines():
-        record = json.loads(line)
-        steps.setdefault(record["step"], {}).update(record["data"])
-    return steps
 
 
 def plot(curves: dict[str, dict[int, dict]], table: dict, path: Path) -> None:
