@@ -7,13 +7,14 @@ through the verl_frontier hook). Runs are interleaved (grpo, ace, grpo, ace, ...
 the ACE-only part (:func:`verl_frontier.ace.advantage.ace_advantages` on given base advantages) is timed too.
 Target: ACE / grpo <= 1.2.
 
-    python benchmarks/ace_advantage.py [--groups 8192] [--n 8] [--length 512] [--repeats 5]
+    python benchmarks/ace_advantage.py [--groups 8192] [--n 8] [--length 512] [--repeats 11]
         [--out benchmarks/results/ace_advantage.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import statistics
@@ -47,6 +48,7 @@ def data_proto(tensors: dict, uids):
 
 
 def timed(fn) -> float:
+    gc.collect()  # a collection inside one timed call would land on whichever estimator happened to trigger it
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
@@ -57,7 +59,7 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=8192)
     parser.add_argument("--n", type=int, default=8)
     parser.add_argument("--length", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=11)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "ace_advantage.json"))
     args = parser.parse_args()
 

@@ -350,6 +350,16 @@ def test_properties(batch, alpha, modulation):
     # alpha = 0 is the identity, bit for bit
     same = ace_advantages(base, old, ref, mask, alpha=0.0, modulation=modulation)
     assert torch.equal(same.advantages, base)
+    # row blocks of any size (one row, a few rows) give the one-block result; in place gives the same tensor
+    for chunk_elements in (1, 2 * base.shape[1] + 1):
+        chunked = ace_advantages(base.clone(), old, ref, mask, alpha=alpha, modulation=modulation,
+                                 chunk_elements=chunk_elements)  # fmt: skip
+        torch.testing.assert_close(chunked.advantages, result.advantages, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(chunked.c, result.c, rtol=1e-6, atol=1e-6)
+        assert torch.equal(chunked.wrong, result.wrong)
+    copy = base.clone()
+    assert ace_advantages(copy, old, ref, mask, alpha=alpha, modulation=modulation, inplace=True).advantages is copy
+    torch.testing.assert_close(copy, result.advantages, rtol=0, atol=0)
 
 
 @settings(max_examples=40, deadline=None)

@@ -108,8 +108,11 @@ def run_arm(
     world: Path | None = None,
     platform: str | None = "cpu",
     extra: list[str] = (),
+    save_final: bool = False,
 ) -> dict:
-    """Run one (arm, seed) through verl; returns its validation curve, kept metrics and wall time."""
+    """Run one (arm, seed) through verl; returns its validation curve, kept metrics and wall time.
+
+    ``save_final``: keep verl's checkpoint of the last step (``final_checkpoint(out, steps)``) for evaluation."""
     out.mkdir(parents=True, exist_ok=True)
     metrics_path = out / "metrics.jsonl"
     metrics_path.unlink(missing_ok=True)
@@ -121,7 +124,8 @@ def run_arm(
         "--config-path", str(repo_root() / "recipes" / arm.recipe), "--config-name", arm.config_name,
         *([f"+platform={platform}"] if platform else []),
         "trainer.logger=[console,file]", f"trainer.total_training_steps={steps}", f"trainer.test_freq={test_freq}",
-        "trainer.val_before_train=true", "trainer.save_freq=-1", "trainer.resume_mode=disable",
+        "trainer.val_before_train=true", f"trainer.save_freq={steps if save_final else -1}",
+        "trainer.resume_mode=disable",
         f"trainer.default_local_dir={out / 'checkpoints'}", f"trainer.experiment_name={arm.name}-seed{seed}",
         *seed_overrides(seed), *arm.overrides, *extra,
     ]  # fmt: skip
@@ -136,6 +140,11 @@ def run_arm(
     return {"val_acc": validation_accuracy(logged), "wall_s": wall, "steps": steps, "metrics": logged}
 
 
+def final_checkpoint(run_dir: Path, steps: int) -> Path:
+    """verl's checkpoint of the last step of a run made by ``run_arm(..., save_final=True)``."""
+    return run_dir / "checkpoints" / f"global_step_{steps}"
+
+
 def run_study(
     study: Study,
     seeds: list[int],
@@ -144,8 +153,12 @@ def run_study(
     test_freq: int = 10,
     world: Path | None = None,
     extra: list[str] = (),
+    after_run=None,
 ) -> dict:
-    """Run every arm for every seed (resumable); returns and writes ``<out>/results.json``."""
+    """Run every arm for every seed (resumable); returns and writes ``<out>/results.json``.
+
+    ``after_run(arm, seed, run_dir, run)``, if given, is called after each run (e.g. to evaluate its final
+    checkpoint) and may add entries to the ``run`` dict before it is saved."""
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {"study": study.name, "runs": {}}
     total = len(study.arms) * len(seeds)
@@ -160,13 +173,18 @@ def run_study(
             print(
                 f"[{done}/{total}] {key}: running {arm.recipe}/{arm.config_name} {' '.join(arm.overrides)}", flush=True
             )
-            run = run_arm(arm, seed, out / arm.name / f"seed{seed}", steps, test_freq, world, extra=list(extra))
+            run_dir = out / arm.name / f"seed{seed}"
+            run = run_arm(
+                arm, seed, run_dir, steps, test_freq, world, extra=list(extra), save_final=after_run is not None
+            )
             kept = {
                 str(step): {k: v for k, v in data.items() if k in study.metric_keys}
                 for step, data in run.pop("metrics").items()
             }
             run["kept_metrics"] = {s: d for s, d in kept.items() if d}
             run["val_acc"] = {str(k): v for k, v in run["val_acc"].items()}
+            if after_run is not None:
+                after_run(arm, seed, run_dir, run)
             results["runs"][key] = run
             write_json_atomic(results_path, results)
             final = run["val_acc"][max(run["val_acc"], key=int)] if run["val_acc"] else float("nan")
@@ -192,6 +210,19 @@ def summarize(results: dict, arms: list[str]) -> dict[str, dict]:
             "wall_s": statistics.fmean(run["wall_s"] for run in runs),
         }
     return summary
+
+
+def mean_std_by_key(curves: list[dict[str, float]]) -> dict[str, tuple[float, float]]:
+    """Per key present in every curve: (mean, sample standard deviation; 0 for one curve) over the curves,
+    e.g. pass@k per k over seeds. Keys are kept in the first curve's order."""
+    if not curves:
+        return {}
+    keys = [k for k in curves[0] if all(k in c for c in curves[1:])]
+    out = {}
+    for key in keys:
+        values = [float(c[key]) for c in curves]
+        out[key] = (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
+    return out
 
 
 def markdown_table(summary: dict[str, dict]) -> str:

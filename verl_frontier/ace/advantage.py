@@ -134,6 +134,7 @@ def ace_advantages(
     modulation: str = "softplus",
     reduction: str = "mean",
     inplace: bool = False,
+    chunk_elements: int = 1 << 18,
 ) -> AceResult:
     """A' = A · (1 + α g(c)) on rollouts with A < 0, A elsewhere (module docstring).
 
@@ -144,17 +145,27 @@ def ace_advantages(
         response_mask: (B, T) 1 on response tokens.
         inplace: scale ``base_advantages`` in place (the returned ``advantages`` is then the same tensor; a
             ``returns`` tensor that aliases it, as verl's outcome estimators return, follows).
+        chunk_elements: rows are processed in blocks of about this many (B, T) elements, so every pass over a
+            block (mask cast, log-ratio, masked sums, scaling) hits cache: one trip through memory per input.
     """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     dtype = torch.promote_types(old_log_probs.dtype, torch.float32)
-    mask_f = _float_mask(response_mask, dtype)
-    lengths = mask_f.sum(dim=-1).clamp(min=1.0)
-    c = _confidence_shift(old_log_probs, ref_log_probs, mask_f, reduction)
-    # sign of the per-rollout (masked mean) advantage; the mean's positive denominator does not change it
-    wrong = torch.einsum("bt,bt->b", base_advantages.to(dtype), mask_f) / lengths < 0
-    raw = modulation_factor(c, alpha, modulation)
-    factor = torch.where(wrong, raw, torch.ones_like(raw))
-    scale = factor.to(base_advantages.dtype).unsqueeze(-1)
-    advantages = base_advantages.mul_(scale) if inplace else base_advantages * scale
+    rows, width = old_log_probs.shape
+    block = max(1, chunk_elements // max(width, 1))
+    device = old_log_probs.device
+    c = torch.empty(rows, dtype=dtype, device=device)
+    factor = torch.empty(rows, dtype=dtype, device=device)
+    wrong = torch.empty(rows, dtype=torch.bool, device=device)
+    advantages = base_advantages if inplace else torch.empty_like(base_advantages)
+    for start in range(0, rows, block):
+        part = slice(start, start + block)
+        mask_f = _float_mask(response_mask[part], dtype)
+        c[part] = _confidence_shift(old_log_probs[part], ref_log_probs[part], mask_f, reduction)
+        # sign of the per-rollout masked advantage sum = sign of its mean (positive denominator)
+        wrong[part] = torch.einsum("bt,bt->b", base_advantages[part].to(dtype), mask_f) < 0
+        factor[part] = torch.where(wrong[part], modulation_factor(c[part], alpha, modulation), 1.0)
+        torch.mul(base_advantages[part], factor[part].to(base_advantages.dtype).unsqueeze(-1), out=advantages[part])
     return AceResult(advantages=advantages, c=c, factor=factor, wrong=wrong)
 
 

@@ -1,0 +1,61 @@
+"""verl_frontier.studies: aggregation over seeds and the resumable study loop (verl runs replaced by a fake)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from verl_frontier import studies
+
+
+def test_mean_std_by_key_hand_computed():
+    curves = [{"1": 0.2, "2": 0.5, "8": 0.9}, {"1": 0.4, "2": 0.5, "8": 0.7}, {"1": 0.6, "2": 0.5}]
+    got = studies.mean_std_by_key(curves)
+    assert list(got) == ["1", "2"]  # "8" is missing from one curve
+    assert got["1"][0] == pytest.approx(0.4)
+    assert got["1"][1] == pytest.approx(0.2)  # sample sd of 0.2, 0.4, 0.6
+    assert got["2"] == (pytest.approx(0.5), pytest.approx(0.0))
+    assert studies.mean_std_by_key([{"a": 3.0}]) == {"a": (3.0, 0.0)}
+    assert studies.mean_std_by_key([]) == {}
+
+
+def test_run_study_resumes_and_records_after_run(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run_arm(arm, seed, out, steps, test_freq, world=None, extra=(), save_final=False):
+        calls.append((arm.name, seed, save_final))
+        return {"val_acc": {0: 0.1, steps: 0.1 + seed}, "wall_s": 1.0, "steps": steps, "metrics": {1: {"m": seed}}}
+
+    monkeypatch.setattr(studies, "run_arm", fake_run_arm)
+    study = studies.Study("s", [studies.Arm("a", "r", "c"), studies.Arm("b", "r", "c")], metric_keys=("m",))
+    evaluated = []
+
+    def after_run(arm, seed, run_dir, run):
+        evaluated.append((arm.name, seed, run_dir))
+        run["eval"] = {"score": seed * 10}
+
+    results = studies.run_study(study, [0, 1], tmp_path, steps=4, after_run=after_run)
+    assert calls == [("a", 0, True), ("b", 0, True), ("a", 1, True), ("b", 1, True)]
+    assert evaluated[0] == ("a", 0, tmp_path / "a" / "seed0")
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved == results
+    assert saved["runs"]["b/seed1"]["eval"] == {"score": 10}
+    assert saved["runs"]["a/seed1"]["kept_metrics"] == {"1": {"m": 1}}
+    assert (
+        studies.final_checkpoint(tmp_path / "a" / "seed0", 4)
+        == tmp_path / "a" / "seed0" / "checkpoints" / "global_step_4"
+    )
+
+    # a second call skips finished pairs; without after_run nothing asks verl to save checkpoints
+    calls.clear()
+    studies.run_study(study, [0, 1, 2], tmp_path, steps=4)
+    assert calls == [("a", 2, False), ("b", 2, False)]
+    summary = studies.summarize(json.loads((tmp_path / "results.json").read_text()), ["a"])
+    assert summary["a"]["final_mean"] == pytest.approx(statistics_mean([0.1, 1.1, 2.1]))
+    assert not math.isnan(summary["a"]["final_std"])
+
+
+def statistics_mean(values):
+    return sum(values) / len(values)
