@@ -16,12 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from verl_frontier.studies import read_metrics
+from verl_frontier.studies import Arm, final_checkpoint, machine_lock, run_arm
 from verl_frontier.tinyworld.paths import repo_root, world_dir
 
 #: (label, recipe folder, config name, overrides)
@@ -34,25 +32,6 @@ RUNS = (
     ),
     ("Paced two-stage", "paced_two_stage", "paced_two_stage_tiny", []),
 )
-
-
-def run_trainer(world: Path, out: Path, steps: int, recipe: tuple[str, str], overrides: list[str]) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    metrics = out / "metrics.jsonl"
-    metrics.unlink(missing_ok=True)
-    env = {**os.environ, "FRONTIER_WORLD_DIR": str(world), "VERL_FILE_LOGGER_PATH": str(metrics)}
-    env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    cmd = [
-        sys.executable, "-m", "verl.trainer.main_ppo",
-        "--config-path", str(repo_root() / "recipes" / recipe[0]), "--config-name", recipe[1], "+platform=cpu",
-        "trainer.logger=[console,file]", f"trainer.total_training_steps={steps}", f"trainer.save_freq={steps}",
-        f"trainer.default_local_dir={out / 'checkpoints'}",
-        "trainer.resume_mode=disable",  # a demo starts from the base student, never from an earlier run
-        *overrides,
-    ]  # fmt: skip
-    print("$ " + " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, env=env, cwd=out)
-    return metrics
 
 
 def plot(curves: dict[str, dict[int, dict]], table: dict, path: Path) -> None:
@@ -85,6 +64,7 @@ def plot(curves: dict[str, dict[int, dict]], table: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Paced vs uniform distillation in the tiny world, through verl on CPU")
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--test-freq", type=int, default=10, help="verl's greedy validation every N steps")
     parser.add_argument("--size", default="full", choices=["full", "small"])
     parser.add_argument("--out", type=Path, default=repo_root() / "outputs" / "demo")
     parser.add_argument("--eval-limit", type=int, default=None, help="evaluate on the first N test problems")
@@ -101,19 +81,17 @@ def main(argv: list[str] | None = None) -> None:
     curves, models = {}, [("student (base)", world / "student")]
     for label, recipe, config_name, run_overrides in RUNS:
         run_dir = out / recipe
-        curves[label] = read_metrics(
-            run_trainer(world, run_dir, args.steps, (recipe, config_name), [*run_overrides, *overrides])
-        )
-        models.append(
-            (f"student + {label} ({args.steps} steps)", run_dir / "checkpoints" / f"global_step_{args.steps}")
-        )
+        arm = Arm(recipe, recipe, config_name, [*run_overrides, *overrides])
+        run = run_arm(arm, 0, run_dir, args.steps, args.test_freq, world, save_final=True, console=True)
+        curves[label] = run["metrics"]
+        models.append((f"student + {label} ({args.steps} steps)", final_checkpoint(run_dir, args.steps)))
     models.append(("teacher", world / "teacher"))
 
     test = world / "data" / "test.parquet"
     table = {}
-    for name, model in models:
-        result = evaluate(model, test, n=0, greedy=True, limit=args.eval_limit)
-        table[name] = result["greedy_accuracy"]
+    with machine_lock():
+        for name, model in models:
+            table[name] = evaluate(model, test, n=0, greedy=True, limit=args.eval_limit)["greedy_accuracy"]
     plot(curves, table, out / "demo.png")
     (out / "demo.json").write_text(json.dumps({"greedy_accuracy": table, "steps": args.steps}, indent=2))
     print("\nheld-out greedy accuracy (tiny world test set)")

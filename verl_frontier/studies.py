@@ -109,10 +109,12 @@ def run_arm(
     platform: str | None = "cpu",
     extra: list[str] = (),
     save_final: bool = False,
+    console: bool = False,
 ) -> dict:
     """Run one (arm, seed) through verl; returns its validation curve, kept metrics and wall time.
 
-    ``save_final``: keep verl's checkpoint of the last step (``final_checkpoint(out, steps)``) for evaluation."""
+    ``save_final``: keep verl's checkpoint of the last step (``final_checkpoint(out, steps)``) for evaluation.
+    ``console``: print the command and let verl's console progress through (else it goes to ``train.log``)."""
     out.mkdir(parents=True, exist_ok=True)
     metrics_path = out / "metrics.jsonl"
     metrics_path.unlink(missing_ok=True)
@@ -129,12 +131,15 @@ def run_arm(
         f"trainer.default_local_dir={out / 'checkpoints'}", f"trainer.experiment_name={arm.name}-seed{seed}",
         *seed_overrides(seed), *arm.overrides, *extra,
     ]  # fmt: skip
+    if console:
+        print("$ " + " ".join(cmd), flush=True)
     with machine_lock(), open(out / "train.log", "w") as log:
         start = time.perf_counter()
-        proc = subprocess.run(cmd, env=env, cwd=out, stdout=log, stderr=subprocess.STDOUT)
+        sink = {} if console else {"stdout": log, "stderr": subprocess.STDOUT}
+        proc = subprocess.run(cmd, env=env, cwd=out, **sink)
         wall = time.perf_counter() - start
     if proc.returncode != 0:
-        tail = (out / "train.log").read_text().splitlines()[-30:]
+        tail = [] if console else (out / "train.log").read_text().splitlines()[-30:]
         raise RuntimeError(f"{arm.name} seed {seed} failed (exit {proc.returncode}):\n" + "\n".join(tail))
     logged = read_metrics(metrics_path)
     return {"val_acc": validation_accuracy(logged), "wall_s": wall, "steps": steps, "metrics": logged}

@@ -45,13 +45,40 @@ def test_paced_two_stage_v1_switches_divergence(small_world, tmp_path, shared_ra
     # are all zero: then nothing is selected... but the divergence is still computed for every token)
     assert "actor/paced/loss_forward_kl" in first and "actor/paced/loss_reverse_kl" not in first, sorted(first)
     assert "actor/paced/loss_reverse_kl" in second and "actor/paced/loss_forward_kl" not in second, sorted(second)
+    # v1 runs all n rollouts of a prompt in one agent-loop worker, so every zero-weight group is gated: the
+    # teacher was skipped for exactly the zero-weight rows the actor saw (nothing is dropped before backward)
+    for data in (first, second):
+        assert data["actor/paced/actor_samples"] == 16 * 4, data
+        assert data["actor/paced/actor_teacher_skipped_samples"] == data["actor/paced/actor_zero_weight_samples"]
+        assert data["actor/paced/actor_zero_weight_samples"] == pytest.approx(
+            64 * data["paced/zero_weight_prompt_frac"]
+        )
 
 
 def test_paced_forward_kl_legacy_trainer(small_world, tmp_path, shared_ray):
-    run = run_recipe(
-        "paced_distill", "paced_distill_tiny", tmp_path, small_world, ["trainer.use_v1=false"], ray=shared_ray
-    )
+    # micro-batches of one group (4 rows), so a trimmed mini-batch still splits into micro-batches
+    overrides = ["trainer.use_v1=false", "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4"]
+    run = run_recipe("paced_distill", "paced_distill_tiny", tmp_path, small_world, overrides, ray=shared_ray)
     assert_trained(run, [1, 2])
     for data in run.steps().values():
         _assert_weights_logged(data)
         assert data["paced/stage"] == 1 and "actor/paced/loss_forward_kl" in data
+        # zero-weight groups are dropped before the backward pass (one mini-batch, one rank: all of them, but
+        # one group is kept when every group has weight 0); the teacher was skipped for the zero-weight rows
+        zero_frac = data["paced/zero_weight_prompt_frac"]
+        expected_drop = (1 - 1 / 16) if zero_frac == 1.0 else zero_frac
+        assert data["paced/dropped_sample_frac"] == pytest.approx(expected_drop), data
+        assert data["paced/backward_samples"] == round(64 * (1 - expected_drop))
+        assert data["actor/paced/actor_samples"] == data["paced/backward_samples"]
+        assert data["actor/paced/actor_teacher_skipped_samples"] <= data["actor/paced/actor_zero_weight_samples"]
+
+
+def test_paced_keep_zero_weight_legacy_trainer(small_world, tmp_path, shared_ray):
+    """drop_zero_weight=false: the teacher sees every rollout and the actor every row."""
+    overrides = ["trainer.use_v1=false", "trainer.total_training_steps=1", "algorithm.paced.drop_zero_weight=false"]
+    run = run_recipe("paced_distill", "paced_distill_tiny", tmp_path, small_world, overrides, ray=shared_ray)
+    assert_trained(run, [1])
+    data = run.steps()[1]
+    _assert_weights_logged(data)
+    assert "paced/dropped_sample_frac" not in data
+    assert data["actor/paced/actor_samples"] == 64 and data["actor/paced/actor_teacher_skipped_samples"] == 0

@@ -43,6 +43,8 @@ class PacedConfig:
     divergence: the (first) stage's divergence: forward_kl (teacher -> student), reverse_kl, jsd.
     switch_step: two-stage schedule: from this global step (1-based) on, stage 2 is used; None = one stage.
     stage2_*: stage 2's divergence and exponents (alpha/beta default to stage 1's).
+    drop_zero_weight: skip the teacher query for rollouts of zero-weight prompt groups (p = 0 or 1 with
+        alpha, beta > 0) and, on the legacy trainer, drop them before the backward pass (frontier.py).
     (divergence "jsd" is the generalised JSD with beta = 0.5, GKD's default; see verl_plugin.JSD_BETA.)
     """
 
@@ -56,6 +58,7 @@ class PacedConfig:
     stage2_divergence: str = field(default="reverse_kl", metadata={"choices": list(DIVERGENCE_CODES)})
     stage2_alpha: float | None = field(default=None, metadata={"ge": 0})
     stage2_beta: float | None = field(default=None, metadata={"ge": 0})
+    drop_zero_weight: bool = True
 
     @classmethod
     def from_mapping(cls, mapping) -> PacedConfig:

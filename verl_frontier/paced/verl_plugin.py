@@ -21,6 +21,20 @@ teacher servers (``distillation.teacher_models``) are verl's, unchanged.
 
 The two-stage schedule needs the step on the driver: verl_frontier.driver_hooks records it.
 
+Compute only on the frontier (``algorithm.paced.drop_zero_weight``, default on; the math in frontier.py)
+--------------------------------------------------------------------------------------------------------
+verl queries the teacher per rollout inside the agent-loop worker, right after scoring it, before the driver
+sees any group. The worker runs all n rollouts of a prompt together (v1: ``_run_prompt``; legacy: groups are
+contiguous chunks, and a group split across two workers is simply not gated), so a per-worker
+:class:`GroupScoreGate` holds each scored rollout until its group is complete; if the group's weight is 0
+the teacher is not asked and its log-probs are filled with ``TEACHER_SKIPPED_LOGPROB`` (+1, impossible for a
+log-probability). The actor's loss counts those rows (``paced/actor_teacher_skipped_samples``) and fails if
+one of them has weight > 0 (the gate and the estimator disagree). On the legacy trainer the driver also
+drops zero-weight groups before ``update_actor`` (:func:`frontier_rows`: same mini-batch count, divisible by
+world size x micro-batch size, or world size with ``use_dynamic_bsz``; the weights are rescaled so
+Σ_i w̃_i ℓ_i / B is unchanged); the v1 trainer keeps them (its batch lives in TransferQueue) and they cost a
+backward pass at weight 0.
+
 Registered names
 ----------------
 * estimator ``paced``;
@@ -35,11 +49,16 @@ Registered names
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
+from omegaconf import open_dict
 
+from verl_cpu.import_hooks import when_imported
 from verl_frontier import driver_hooks
 from verl_frontier.paced.config import DIVERGENCE_CODES, PacedConfig
+from verl_frontier.paced.frontier import GroupScoreGate, frontier_rows, group_has_zero_weight
 from verl_frontier.paced.losses import select_divergence
 from verl_frontier.paced.weights import (
     beta_kernel_weight,
@@ -160,14 +179,29 @@ def _weights_and_codes(data, width: int, fixed_code: int | None) -> tuple[torch.
     return weights.float(), codes.round().long()
 
 
-def _loss_metrics(divergences: dict[str, torch.Tensor], weights, codes, mask) -> dict:
+def _teacher_skipped(teacher_log_probs: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """(bs,) rows whose teacher log-probs carry the skip marker; a marked row with weight > 0 is an error."""
+    marked = (teacher_log_probs.flatten(2).amax(-1) >= TEACHER_SKIPPED_LOGPROB) & mask
+    skipped = marked.any(dim=-1)
+    if bool((skipped & ((weights * mask).abs().sum(-1) > 0)).any()):
+        raise RuntimeError(
+            "paced: the teacher was skipped for a rollout whose Paced weight is > 0 (agent-loop gate and driver "
+            "estimator disagree); set algorithm.paced.drop_zero_weight=false and report this"
+        )
+    return skipped
+
+
+def _loss_metrics(divergences: dict[str, torch.Tensor], weights, codes, mask, skipped=None) -> dict:
     from verl.utils.metric import AggregationType, Metric
 
     sample_valid = mask.any(dim=-1)
     sample_weight = (weights * mask).sum(-1) / mask.sum(-1).clamp_min(1)
+    skipped = torch.zeros_like(sample_valid) if skipped is None else skipped
     metrics = {
         "paced/actor_weight_mean": Metric(AggregationType.MEAN, sample_weight[sample_valid].mean()),
         "paced/actor_zero_weight_samples": Metric(AggregationType.SUM, (sample_weight[sample_valid] == 0).sum()),
+        "paced/actor_samples": Metric(AggregationType.SUM, sample_valid.sum()),
+        "paced/actor_teacher_skipped_samples": Metric(AggregationType.SUM, (skipped & sample_valid).sum()),
     }
     for code, name in CODE_NAMES.items():
         used = mask & (codes == code)
@@ -222,7 +256,8 @@ def paced_topk_loss(config, distillation_config, model_output, data, fixed_code=
     mask = mask.bool()
     weights, codes = _weights_and_codes(data, width, fixed_code)
     selected = select_divergence(divergences["forward_kl"], divergences["reverse_kl"], divergences["jsd"], codes[:, 0])
-    metrics = _loss_metrics(divergences, weights, codes, mask)
+    (teacher,) = _same_width(width, no_padding_2_padding(data["teacher_logprobs"], data))
+    metrics = _loss_metrics(divergences, weights, codes, mask, _teacher_skipped(teacher, mask, weights))
     student_mass = no_padding_2_padding(model_output["student_mass"], data)[mask]
     teacher_mass = no_padding_2_padding(model_output["teacher_mass"], data)[mask]
     metrics["distillation/student_mass"] = student_mass.mean().item() if student_mass.numel() else 0.0
@@ -242,8 +277,159 @@ def paced_estimator_loss(config, distillation_config, model_output, data, kl_nam
     mask = mask.bool()
     reverse = kl_penalty(logprob=student, ref_logprob=teacher, kl_penalty=kl_name)
     weights, codes = _weights_and_codes(data, width, DIVERGENCE_CODES["reverse_kl"])
-    metrics = _loss_metrics({"reverse_kl": reverse}, weights, codes, mask)
+    (teacher_padded,) = _same_width(width, teacher)
+    metrics = _loss_metrics(
+        {"reverse_kl": reverse}, weights, codes, mask, _teacher_skipped(teacher_padded, mask, weights)
+    )
     return weights * reverse, metrics
+
+
+# ---------------------------------------------------------------------------------------------------------
+# frontier: no teacher query (agent-loop worker) and no backward pass (legacy driver) for zero-weight groups
+# ---------------------------------------------------------------------------------------------------------
+
+#: teacher log-prob written for every position of a rollout whose teacher query was skipped (a real
+#: log-probability is <= 0); the row's weight is 0, so the value never reaches a gradient.
+TEACHER_SKIPPED_LOGPROB = 1.0
+_GATE_ATTR = "_verl_frontier_paced_gate"
+
+
+def _drop_settings(config) -> PacedConfig | None:
+    """The Paced settings when zero-weight dropping is on for this trainer config, else None."""
+    algorithm = config.get("algorithm", None) if config is not None else None
+    if algorithm is None or algorithm.get("adv_estimator", None) != ESTIMATOR_NAME:
+        return None
+    settings = paced_settings(algorithm)
+    return settings if settings.drop_zero_weight else None
+
+
+def _decider(settings: PacedConfig, step):
+    stage = settings.stage_at(None if step is None or int(step) < 0 else int(step))
+    return partial(group_has_zero_weight, threshold=settings.pass_threshold, alpha=stage.alpha, beta=stage.beta)
+
+
+def _gate(worker) -> GroupScoreGate:
+    gate = getattr(worker, _GATE_ATTR, None)
+    if gate is None:
+        gate = GroupScoreGate()
+        setattr(worker, _GATE_ATTR, gate)
+    return gate
+
+
+def _make_generate_sequences(original):
+    """Legacy agent-loop worker: announce every complete uid group of this worker's chunk to the gate."""
+
+    async def generate_sequences(self, batch):
+        settings = _drop_settings(self.config)
+        uids = batch.non_tensor_batch.get("uid") if settings is not None else None
+        if uids is not None and not batch.meta_info.get("validate", False):
+            n = int(self.config.actor_rollout_ref.rollout.n)
+            decide = _decider(settings, batch.meta_info.get("global_steps"))
+            names, counts = np.unique(np.asarray(uids).astype(str), return_counts=True)
+            for uid, count in zip(names, counts):
+                if count == n:  # a group split across workers is not gated (its pass rate is not all here)
+                    _gate(self).expect(uid, n, decide)
+        return await original(self, batch)
+
+    return generate_sequences
+
+
+def _make_run_prompt(original):
+    """v1 agent-loop worker: one call runs all n sessions of one prompt; announce the group."""
+
+    async def _run_prompt(self, prompt, sampling_params, trajectory, trace=False):
+        settings = _drop_settings(self.config)
+        if settings is not None and not trajectory.get("validate", False) and "uid" in prompt:
+            n = int(prompt.get("__rollout_n__", self.config.actor_rollout_ref.rollout.n))
+            _gate(self).expect(str(prompt["uid"]), n, _decider(settings, trajectory.get("step")))
+        return await original(self, prompt, sampling_params, trajectory, trace)
+
+    return _run_prompt
+
+
+def _make_teacher_logprobs(original):
+    """Both trainers: wait for the group's scores; skip the teacher for a zero-weight group."""
+
+    async def _compute_teacher_logprobs(self, output, prompt_ids, response_ids, validate, sample_kwargs=None):
+        uid = (sample_kwargs or {}).get("uid")
+        if (
+            validate
+            or uid is None
+            or not getattr(self, "distillation_enabled", False)
+            or _drop_settings(self.config) is None
+        ):
+            return await original(self, output, prompt_ids, response_ids, validate, sample_kwargs)
+        if not await _gate(self).arrive(str(uid), output.reward_score):
+            return await original(self, output, prompt_ids, response_ids, validate, sample_kwargs)
+        loss_config = self.teacher_server_manager.distillation_loss_config
+        width = int(loss_config.topk) if loss_config.loss_settings.use_topk else 1
+        length = len(prompt_ids) + len(response_ids)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        output.extra_fields["teacher_ids"] = torch.full((length, width), pad, dtype=torch.int32)
+        output.extra_fields["teacher_logprobs"] = torch.full((length, width), TEACHER_SKIPPED_LOGPROB)
+
+    return _compute_teacher_logprobs
+
+
+def _make_update_actor(original):
+    """Legacy driver: drop zero-weight groups before the actor's backward pass (frontier_rows)."""
+
+    def _update_actor(self, batch):
+        settings = _drop_settings(self.config)
+        if settings is None or "uid" not in batch.non_tensor_batch or "advantages" not in batch.batch.keys():
+            return original(self, batch)
+        actor = self.config.actor_rollout_ref.actor
+        n = int(self.config.actor_rollout_ref.rollout.n)
+        rows = len(batch)
+        mini_rows = int(actor.ppo_mini_batch_size) * n
+        num_mini = max(1, rows // mini_rows)
+        # each rank's share of a mini-batch must split into micro-batches (fixed micro-batch size only)
+        micro = 1 if actor.get("use_dynamic_bsz", False) else int(actor.ppo_micro_batch_size_per_gpu)
+        divisor = int(self.actor_rollout_wg.world_size) * micro
+        mask = batch.batch["response_mask"].to(torch.float32)
+        row_weight = (batch.batch["advantages"].float() * mask).sum(-1) / mask.sum(-1).clamp_min(1)
+        keep, per_mini = frontier_rows(row_weight, batch.non_tensor_batch["uid"], num_mini, divisor)
+        dropped = 1.0 - len(keep) / max(rows, 1)
+        driver_hooks.log_step_metrics({"paced/dropped_sample_frac": dropped, "paced/backward_samples": len(keep)})
+        if len(keep) == rows or per_mini % n:
+            return original(self, batch)
+        trimmed = batch.select_idxs(keep)
+        trimmed.batch["advantages"] = trimmed.batch["advantages"] * (len(keep) / rows)  # same Σ w̃ ℓ / B
+        previous = actor.ppo_mini_batch_size
+        with open_dict(actor):
+            actor.ppo_mini_batch_size = per_mini // n
+        try:
+            return original(self, trimmed)
+        finally:
+            with open_dict(actor):
+                actor.ppo_mini_batch_size = previous
+
+    return _update_actor
+
+
+def _hook_agent_loop(module) -> None:
+    from verl_cpu.import_hooks import wrap_once
+
+    worker = module.AgentLoopWorker
+    wrap_once(worker, "generate_sequences", _make_generate_sequences, marker=_GATE_ATTR)
+    wrap_once(worker, "_compute_teacher_logprobs", _make_teacher_logprobs, marker=_GATE_ATTR)
+
+
+def _hook_agent_loop_tq(module) -> None:
+    from verl_cpu.import_hooks import wrap_once
+
+    # @ray.remote class: Ray builds the actor from a subclass holding its own copies of the methods
+    worker = module.AgentLoopWorkerTQ
+    metadata = getattr(worker, "__ray_metadata__", None)
+    for cls in (getattr(worker, "__ray_actor_class__", worker), getattr(metadata, "modified_class", None)):
+        if cls is not None:
+            wrap_once(cls, "_run_prompt", _make_run_prompt, marker=_GATE_ATTR)
+
+
+def _hook_ray_trainer(module) -> None:
+    from verl_cpu.import_hooks import wrap_once
+
+    wrap_once(module.RayPPOTrainer, "_update_actor", _make_update_actor, marker=_GATE_ATTR)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -252,8 +438,6 @@ def paced_estimator_loss(config, distillation_config, model_output, data, kl_nam
 
 
 def _register() -> None:
-    from functools import partial
-
     from verl.trainer.distillation import losses as distillation_losses
     from verl.trainer.distillation.losses import DistillationLossSettings, register_distillation_loss
     from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, register_adv_est
@@ -284,5 +468,8 @@ def _register() -> None:
 
 _register()
 driver_hooks.install()
+when_imported("verl.experimental.agent_loop.agent_loop", _hook_agent_loop)
+when_imported("verl.trainer.ppo.v1.agent_loop_tq", _hook_agent_loop_tq)
+when_imported("verl.trainer.ppo.ray_trainer", _hook_ray_trainer)
 
 from verl_frontier.paced import validation as _validation  # noqa: E402,F401  (registers the config checks)
