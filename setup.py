@@ -38,7 +38,8 @@ setup(
         "psutil",
     ],
     extras_require={
-        "dev": ["pytest", "pytest-asyncio", "hypothesis", "ruff"],
+        "dev": ["pytest", "pytest-asyncio", "hypothesis", "ruff", "torchao>=0.15"],
+        "compress": ["torchao>=0.15"],  # verl_frontier.slm_compress weight-only quantization
         "gpu": ["vllm", "flash-attn"],
     },
     entry_points={

@@ -1,0 +1,4 @@
+#!/usr/bin/env bash
+# Submit slm_compress re-distillation to SLURM through the shared launcher (`frontier launch --help`): [--nodes N ...] [Hydra overrides].
+CONFIG_NAME="${CONFIG_NAME:-slm_compress}"
+exec frontier launch "$(cd "$(dirname "$0")" && pwd)" --config-name "$CONFIG_NAME" --mode slurm "$@"
