@@ -16,7 +16,7 @@ TORCH_VERSION ?= 2.13.0
 TORCH_PIP_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv test test-fast demo lint format world bench reproduce reproduce-paced reproduce-ace reproduce-opsdc clean-venv
+.PHONY: help venv test test-fast demo lint format world bench reproduce reproduce-paced reproduce-ace reproduce-opsdc reproduce-slm clean-venv
 
 help:
 	@echo "targets: venv test test-fast demo lint format world bench reproduce"
@@ -53,7 +53,7 @@ bench: venv
 	$(PY) benchmarks/verl_cpu_startup.py
 
 # Long science runs (tens of minutes each on 2 cores; not part of CI). Each is resumable.
-reproduce: reproduce-paced reproduce-ace reproduce-opsdc
+reproduce: reproduce-paced reproduce-ace reproduce-opsdc reproduce-slm
 
 reproduce-paced: venv
 	$(PY) recipes/paced_distill/reproduce.py
@@ -63,6 +63,9 @@ reproduce-ace: venv
 
 reproduce-opsdc: venv
 	$(PY) recipes/opsdc/reproduce.py
+
+reproduce-slm: venv
+	$(PY) recipes/slm_compress/reproduce.py
 
 clean-venv:
 	rm -rf $(VENV)
