@@ -38,8 +38,10 @@ setup(
         "psutil",
     ],
     extras_require={
-        "dev": ["pytest", "pytest-asyncio", "hypothesis", "ruff", "torchao>=0.15"],
-        "compress": ["torchao>=0.15"],  # verl_frontier.slm_compress weight-only quantization
+        "dev": ["pytest", "pytest-asyncio", "hypothesis", "ruff"],
+        # verl_frontier.slm_compress weight-only quantization; not in "dev": once installed, torchao logs load
+        # warnings into every process that imports transformers (the quantization tests skip without it)
+        "compress": ["torchao>=0.15"],
         "gpu": ["vllm", "flash-attn"],
     },
     entry_points={
