@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from verl_frontier import driver_hooks
+from verl_frontier.batch_flags import assign_batch_flags
 from verl_frontier.opsdc import losses as opsdc_losses
 from verl_frontier.opsdc.sync import copy_weights_, max_abs_diff, should_sync, weight_checksum
 from verl_frontier.opsdc.teacher_inputs import MODES, Reprompter, build_teacher_batch, student_packed_index
@@ -422,19 +423,8 @@ def _install_worker_state(worker) -> OpsdcWorkerState | None:
 def _mark_distillation(data) -> None:
     """Set verl's ``distillation_use_topk`` / ``distillation_only`` flags on an ``update_actor`` batch: the FSDP
     engine then calls the loss function as a logits processor with the full student logits and skips the
-    policy log-probs. The legacy trainer sends a TensorDict; the v1 trainer a TransferQueue ``BatchMeta``
-    whose ``extra_info`` becomes the TensorDict's non-tensor fields inside the worker (verl's ``tqbridge``)."""
-    flags = {"distillation_use_topk": True, "distillation_only": True}
-    from tensordict import TensorDict
-
-    if isinstance(data, TensorDict):
-        from verl.utils import tensordict_utils as tu
-
-        tu.assign_non_tensor(data, **flags)
-    elif hasattr(data, "extra_info"):  # TransferQueue BatchMeta / KVBatchMeta
-        data.extra_info = {**(data.extra_info or {}), **flags}
-    else:
-        raise TypeError(f"opsdc: unsupported update_actor batch type {type(data).__name__}")
+    policy log-probs."""
+    assign_batch_flags(data, "opsdc", distillation_use_topk=True, distillation_only=True)
 
 
 def _hook_workers(module) -> None:
