@@ -1,0 +1,70 @@
+"""Distilling the Essence through verl's real trainer on CPU (2 steps per run): the replay agent loop feeds
+teacher-written sequences, verl's teacher server scores them, and the actor's ``essence_kd_topk`` loss logs
+what it trained on. A registration / config-key / worker-hook mistake fails here."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from verl_runner import assert_trained, run_recipe
+
+pytestmark = pytest.mark.e2e
+
+BATCH = 8
+
+
+@pytest.fixture(scope="module")
+def essence_data(small_world, tmp_path_factory):
+    """The world's reference verbose solutions as the "teacher-written" dataset (no model needed)."""
+    from verl_frontier.essence.data import build
+
+    out = tmp_path_factory.mktemp("essence-data")
+    stats = build(small_world / "data" / "train_verbose.parquet", out, from_field="extra_info.reference", num=64)
+    assert stats["kept"] == 64  # reference solutions are correct
+    return out / "train.parquet"
+
+
+def _overrides(data, *extra):
+    return [
+        f"data.train_files={data}",
+        f"data.train_batch_size={BATCH}",
+        f"actor_rollout_ref.actor.ppo_mini_batch_size={BATCH}",
+        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={BATCH}",
+        f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={BATCH}",
+        *extra,
+    ]
+
+
+def test_essence_cot_only_half_length_v1(small_world, essence_data, tmp_path, shared_ray):
+    overrides = _overrides(
+        essence_data,
+        "actor_rollout_ref.essence.segments=[cot]",
+        "actor_rollout_ref.essence.truncate_ratio=0.5",
+        "actor_rollout_ref.essence.ce_weight=0.3",
+    )
+    run = run_recipe("essence", "essence_tiny", tmp_path, small_world, overrides, ray=shared_ray)
+    assert_trained(run, [1, 2])
+    for data in run.steps().values():
+        assert data["actor/essence/ce_weight"] == pytest.approx(0.3)  # the worker read actor_rollout_ref.essence
+        assert data["critic/score/mean"] == 1.0  # the replayed rows' teacher_score (verl skipped its reward loop)
+        trained, tokens = data["actor/essence/trained_tokens"], data["response_length/mean"] * BATCH
+        assert 0 < trained < tokens  # CoT only: the answer and the truncated tail are masked out
+        assert math.isfinite(data["actor/distillation/loss"]) and data["actor/essence/forward_kl"] >= 0
+        assert data["actor/essence/ce"] > 0
+
+
+def test_essence_full_sequence_legacy(small_world, essence_data, tmp_path, shared_ray):
+    overrides = _overrides(
+        essence_data,
+        "trainer.use_v1=false",
+        "actor_rollout_ref.essence.segments=[prompt,cot,answer]",
+        "actor_rollout_ref.essence.truncate_ratio=1.0",
+    )
+    run = run_recipe("essence", "essence_tiny", tmp_path, small_world, overrides, ray=shared_ray)
+    assert_trained(run, [1, 2])
+    for data in run.steps().values():
+        assert data["actor/essence/ce_weight"] == pytest.approx(0.5)
+        # every token of every sequence is trained: the prompt moved into the response (one prompt token left)
+        assert data["actor/essence/trained_tokens"] == pytest.approx(data["response_length/mean"] * BATCH)
+        assert data["prompt_length/mean"] == 1.0
