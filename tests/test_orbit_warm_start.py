@@ -99,3 +99,48 @@ def test_sft_lowers_the_loss_on_model_turns():
     before = loss()
     stats = sft(model, trials, TOK.pad_token_id, steps=40, batch_size=8, lr=3e-3, seed=0)
     assert loss() < 0.5 * before and stats["steps"] == 40
+
+
+# ---------------------------------------------------------------------------------------------------------
+# frontier eval on ORBIT rows
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_orbit_eval_plays_trials_with_a_scripted_generator(monkeypatch, tmp_path):
+    """A generator that always answers \\boxed{4}: every episode succeeds iff the secret is 4; pass@k follows."""
+    import verl_frontier.evaluation.generate as gen_mod
+    from verl_frontier.evaluation.passk import pass_at_k
+    from verl_frontier.orbit.evaluate import evaluate_orbit, write_outputs
+
+    calls = []
+
+    def fake_generate(model, tokenizer, prompts, **kwargs):
+        calls.append(len(prompts))
+        return [[{"text": "\\boxed{4}", "num_tokens": 10, "finished": True}] for _ in prompts]
+
+    monkeypatch.setattr(gen_mod, "generate", fake_generate)
+    task_rows = rows(24)
+    model = type("M", (), {"config": type("C", (), {"max_position_embeddings": 512})()})()
+    result = evaluate_orbit(model, TOK, task_rows, n=3, temperature=0.6)
+    hits = [float(secret(r) == 4) for r in task_rows]
+    share = sum(hits) / len(hits)
+    assert result["episode_success"] == {"1": share, "2": share, "3": share}
+    assert result["any_success"] == share and result["mean_success_count"] == 3 * share
+    assert result["pass_at_k"]["1"] == pytest.approx(share)
+    assert result["pass_at_k"]["3"] == pytest.approx(sum(pass_at_k(3, int(3 * h), 3) for h in hits) / len(hits))
+    assert list(result["by_env"]) == ["guess_number"] and "heldout" not in result
+    assert calls[0] == 24 * 3  # all trials batched per turn
+    paths = write_outputs(result, tmp_path)
+    assert paths["png"].stat().st_size > 0 and paths["json"].exists()
+
+
+def test_orbit_eval_stops_a_trial_that_would_overflow_the_context(monkeypatch):
+    import verl_frontier.evaluation.generate as gen_mod
+    from verl_frontier.orbit.evaluate import evaluate_orbit
+
+    monkeypatch.setattr(
+        gen_mod, "generate", lambda m, t, prompts, **k: [[{"text": "\\boxed{1}", "num_tokens": 9}] for _ in prompts]
+    )
+    model = type("M", (), {"config": type("C", (), {"max_position_embeddings": 60})()})()
+    result = evaluate_orbit(model, TOK, rows(8), n=1, temperature=1.0)
+    assert result["overflow_rate"] == 1.0  # 60 positions hold the first turns only

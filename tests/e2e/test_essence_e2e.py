@@ -25,6 +25,13 @@ def essence_data(small_world, tmp_path_factory):
     return out / "train.parquet"
 
 
+def essence_data_full_response_tokens(path) -> float:
+    """Mean tokens of the full teacher responses (char-level tokenizer: characters + end of sequence)."""
+    import pandas as pd
+
+    return float(pd.read_parquet(path)["extra_info"].map(lambda e: len(e["teacher_response"]) + 1).mean())
+
+
 def _overrides(data, *extra):
     return [
         f"data.train_files={data}",
@@ -48,8 +55,9 @@ def test_essence_cot_only_half_length_v1(small_world, essence_data, tmp_path, sh
     for data in run.steps().values():
         assert data["actor/essence/ce_weight"] == pytest.approx(0.3)  # the worker read actor_rollout_ref.essence
         assert data["critic/score/mean"] == 1.0  # the replayed rows' teacher_score (verl skipped its reward loop)
-        trained, tokens = data["actor/essence/trained_tokens"], data["response_length/mean"] * BATCH
-        assert 0 < trained < tokens  # CoT only: the answer and the truncated tail are masked out
+        # half of each sequence: the cut falls inside the reasoning, so every kept response token is CoT
+        assert data["actor/essence/trained_tokens"] == pytest.approx(data["response_length/mean"] * BATCH)
+        assert data["response_length/mean"] < 0.75 * essence_data_full_response_tokens(essence_data)
         assert math.isfinite(data["actor/distillation/loss"]) and data["actor/essence/forward_kl"] >= 0
         assert data["actor/essence/ce"] > 0
 

@@ -26,7 +26,8 @@ def eval_command(
     batch_size: int = typer.Option(256, "--batch-size"),
     out: Path | None = typer.Option(None, "--out", help="Write eval.json and pass_at_k.png here."),
 ) -> None:
-    """Evaluate a checkpoint: greedy accuracy, pass@k, mean@k, response lengths."""
+    """Evaluate a checkpoint: greedy accuracy, pass@k, mean@k, response lengths; on ORBIT rows
+    (agent_name orbit_agent): per-episode success, any-success and pass@k of n trials per task."""
     from .core import evaluate
 
     res = evaluate(
@@ -53,6 +54,9 @@ def eval_command(
             "pass_at_k",
             "mean_at_k",
             "frac_pass_rate_mixed",
+            "episode_success",
+            "any_success",
+            "by_env",
             "seconds",
         )
         if k in res

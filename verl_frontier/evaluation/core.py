@@ -126,8 +126,20 @@ def evaluate(
         tokenizer = AutoTokenizer.from_pretrained(hf_dir)
         model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
         model.eval()
-        reward_fn = load_reward_fn(reward)
         rows = load_rows(data_parquet, limit)
+        from verl_frontier.orbit.evaluate import evaluate_orbit, is_orbit_rows
+
+        if is_orbit_rows(rows):  # multi-episode trials: per-episode success instead of answer scoring
+            from verl_frontier.orbit.evaluate import write_outputs as write_orbit
+
+            result = evaluate_orbit(
+                model, tokenizer, rows, n=n or 1, temperature=temperature, seed=seed, k_max=k_max, batch_size=batch_size
+            )
+            result.update(checkpoint=str(checkpoint), hf_dir=str(hf_dir), data=str(data_parquet))
+            if out_dir is not None:
+                write_orbit(result, out_dir)
+            return result
+        reward_fn = load_reward_fn(reward)
         prompts = [r["prompt"] for r in rows]
 
         greedy_scores = greedy_lens = None
