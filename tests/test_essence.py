@@ -486,3 +486,25 @@ def test_data_from_field_keeps_correct_rows_and_marks_the_agent(tmp_path):
         assert e["teacher_response"] == e["reference"] and e["teacher_score"] == 1.0
     with pytest.raises(KeyError, match="no field 'extra_info.solution'"):
         build(tmp_path / "in.parquet", tmp_path / "out2", from_field="extra_info.solution")
+
+
+def test_data_from_a_teacher_model_scores_its_generations(small_world_dir, tmp_path):
+    from verl_frontier.essence.data import build
+    from verl_frontier.tinyworld.reward import compute_score
+
+    stats = build(
+        small_world_dir / "data" / "train_verbose.parquet",
+        tmp_path,
+        teacher=small_world_dir / "teacher",
+        num=12,
+        keep_incorrect=True,
+        max_new_tokens=64,
+    )
+    out = pd.read_parquet(tmp_path / "train.parquet")
+    assert stats["rows"] == stats["kept"] == len(out) == 12
+    for _, row in out.iterrows():
+        extra = row["extra_info"]
+        truth = row["reward_model"]["ground_truth"]
+        expected = compute_score(solution_str=extra["teacher_response"], ground_truth=truth)
+        assert extra["teacher_score"] == float(expected["score"])
+    assert stats["teacher_accuracy"] == np.mean([e["teacher_score"] > 0 for e in out["extra_info"]])

@@ -1,0 +1,60 @@
+"""ASGLD vs AdamW in the tiny world, on a run where the optimizer has something to do: the Distilling-the-
+Essence offline KD of the tiny student (``recipes/essence``, full sequence, r = 1), which moves held-out greedy
+accuracy by ~10 points in 96 steps (GRPO does not move the tiny student measurably, see the README).
+
+The AdamW arm is the essence study's ``full_r1.0`` arm (same recipe, seed, steps, lr 3e-3, 415 held-out
+problems); this script runs only the ASGLD arm unless ``--with-adamw``.
+
+    python recipes/asgld_grpo/tiny_kd_compare.py [--steps 96] [--with-adamw]
+
+Writes ``recipes/asgld_grpo/tiny_kd_compare.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from verl_frontier.studies import Arm, run_arm
+from verl_frontier.tinyworld.paths import repo_root
+
+ASGLD = [
+    "actor_rollout_ref.actor.optim.optimizer_impl=verl_frontier.asgld.optimizers",
+    "actor_rollout_ref.actor.optim.optimizer=ASGLD",
+    "actor_rollout_ref.actor.optim.weight_decay=0.0",
+    "actor_rollout_ref.actor.optim.override_optimizer_config={noise_scale:1e-3,noise_threshold:1e-4,rho:0.999,seed:0}",
+]
+COMMON = [
+    "actor_rollout_ref.essence.segments=[prompt,cot,answer]",
+    "actor_rollout_ref.essence.truncate_ratio=1.0",
+    "actor_rollout_ref.actor.optim.lr=3e-3",
+    "data.val_max_samples=415",
+]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=96)
+    parser.add_argument("--with-adamw", action="store_true")
+    parser.add_argument("--out", type=Path, default=repo_root() / "outputs" / "asgld_kd_compare")
+    args = parser.parse_args(argv)
+
+    from verl_frontier.tinyworld.paths import world_dir
+
+    world = world_dir("full", 0)
+    arms = [Arm("asgld", "essence", "essence_tiny", COMMON + ASGLD)]
+    if args.with_adamw:
+        arms.insert(0, Arm("adamw", "essence", "essence_tiny", COMMON))
+    here = Path(__file__).resolve().parent
+    path = here / "tiny_kd_compare.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    for arm in arms:
+        run = run_arm(arm, 0, args.out / arm.name, args.steps, args.steps, world=world)
+        results[arm.name] = {"val_acc": {str(k): v for k, v in run["val_acc"].items()}, "wall_s": run["wall_s"]}
+        path.write_text(json.dumps(results, indent=2))
+        print(arm.name, results[arm.name], flush=True)
+
+
+if __name__ == "__main__":
+    main()
