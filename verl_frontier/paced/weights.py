@@ -142,10 +142,14 @@ def normalize_weights(weights: torch.Tensor, mode: str = "mean", target: float =
 
 
 def effective_sample_size(weights) -> float:
-    """Kish's effective sample size (sum w)^2 / sum w^2; 0 for all-zero (or empty) weights."""
+    """Kish's effective sample size (sum w)^2 / sum w^2; 0 for all-zero (or empty) weights. Scale-invariant:
+    computed on w / max|w|, so tiny weights (whose squares underflow) give the same value as rescaled ones."""
     w = torch.as_tensor(weights, dtype=torch.float64)
-    sq = float((w * w).sum())
-    return 0.0 if sq == 0 else float(w.sum()) ** 2 / sq
+    scale = float(w.abs().max()) if w.numel() else 0.0
+    if scale == 0:
+        return 0.0
+    w = w / scale
+    return float(w.sum()) ** 2 / float((w * w).sum())
 
 
 def _bin_key(lo: float, hi: float) -> str:
