@@ -19,16 +19,23 @@ from pathlib import Path
 from verl_frontier.studies import Arm, run_arm
 from verl_frontier.tinyworld.paths import repo_root
 
-ASGLD = [
-    "actor_rollout_ref.actor.optim.optimizer_impl=verl_frontier.asgld.optimizers",
-    "actor_rollout_ref.actor.optim.optimizer=ASGLD",
+
+def optimizer_overrides(name: str, lr: float) -> list[str]:
+    return [
+        "actor_rollout_ref.actor.optim.optimizer_impl=verl_frontier.asgld.optimizers",
+        f"actor_rollout_ref.actor.optim.optimizer={name}",
+        f"actor_rollout_ref.actor.optim.lr={lr}",
+        *ASGLD_SETTINGS,
+    ]
+
+
+ASGLD_SETTINGS = [
     "actor_rollout_ref.actor.optim.weight_decay=0.0",
     "actor_rollout_ref.actor.optim.override_optimizer_config={noise_scale:1e-3,noise_threshold:1e-4,rho:0.999,seed:0}",
 ]
 COMMON = [
     "actor_rollout_ref.essence.segments=[prompt,cot,answer]",
     "actor_rollout_ref.essence.truncate_ratio=1.0",
-    "actor_rollout_ref.actor.optim.lr=3e-3",
     "data.val_max_samples=415",
 ]
 
@@ -37,15 +44,19 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=96)
     parser.add_argument("--with-adamw", action="store_true")
+    parser.add_argument("--optimizer", default="ASGLD", choices=["ASG", "AGLD", "ASGLD"])
+    parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--out", type=Path, default=repo_root() / "outputs" / "asgld_kd_compare")
     args = parser.parse_args(argv)
 
     from verl_frontier.tinyworld.paths import world_dir
 
     world = world_dir("full", 0)
-    arms = [Arm("asgld", "essence", "essence_tiny", COMMON + ASGLD)]
+    name = f"{args.optimizer.lower()}_lr{args.lr:g}"
+    arms = [Arm(name, "essence", "essence_tiny", COMMON + optimizer_overrides(args.optimizer, args.lr))]
     if args.with_adamw:
-        arms.insert(0, Arm("adamw", "essence", "essence_tiny", COMMON))
+        adamw = [*COMMON, f"actor_rollout_ref.actor.optim.lr={args.lr}"]
+        arms.insert(0, Arm(f"adamw_lr{args.lr:g}", "essence", "essence_tiny", adamw))
     here = Path(__file__).resolve().parent
     path = here / "tiny_kd_compare.json"
     results = json.loads(path.read_text()) if path.exists() else {}
