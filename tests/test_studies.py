@@ -59,3 +59,18 @@ def test_run_study_resumes_and_records_after_run(tmp_path, monkeypatch):
 
 def statistics_mean(values):
     return sum(values) / len(values)
+
+
+def test_publish_results_writes_summary_and_copies_runs(tmp_path):
+    import json
+
+    from verl_frontier.studies import publish_results
+
+    study_out, recipe = tmp_path / "out", tmp_path / "recipe"
+    study_out.mkdir()
+    recipe.mkdir()
+    (study_out / "results.json").write_text(json.dumps({"runs": {"a/seed0": {"wall_s": 1.0}}}))
+    publish_results(recipe, study_out, {"summary": [1, 2]})
+    assert json.loads((recipe / "results.json").read_text()) == {"summary": [1, 2]}
+    assert json.loads((recipe / "results_runs.json").read_text())["runs"]["a/seed0"]["wall_s"] == 1.0
+    assert sorted(p.name for p in recipe.iterdir()) == ["results.json", "results_runs.json"]  # no temp files left

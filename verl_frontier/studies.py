@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -97,6 +98,13 @@ def write_json_atomic(path: Path, payload) -> None:
     with os.fdopen(fd, "w") as handle:
         json.dump(payload, handle, indent=2)
     os.replace(tmp, path)
+
+
+def publish_results(recipe_dir: Path, study_out: Path, payload) -> None:
+    """Write a study's summary next to its recipe (``results.json``, atomically) and copy the per-run data of
+    ``<study_out>/results.json`` to ``results_runs.json`` there, so the README's figures have their data."""
+    write_json_atomic(recipe_dir / "results.json", payload)
+    shutil.copy(study_out / "results.json", recipe_dir / "results_runs.json")
 
 
 def run_arm(

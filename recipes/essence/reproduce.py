@@ -18,12 +18,10 @@ and ``recipes/essence/results.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import statistics
 from pathlib import Path
 
-from verl_frontier.studies import Arm, Study, run_study
+from verl_frontier.studies import Arm, Study, publish_results, run_study
 from verl_frontier.tinyworld.paths import repo_root
 
 TIME_KEYS = ("timing_s/step", "timing_s/update_actor", "actor/essence/trained_tokens", "response_length/mean")
@@ -167,8 +165,7 @@ def main(argv=None) -> None:
     print(markdown(rows, args.steps))
     here = Path(__file__).resolve().parent
     plot(rows, here / "essence_tiny_world.png")
-    (here / "results.json").write_text(json.dumps({"summary": rows, "steps": args.steps}, indent=2))
-    shutil.copy(args.out / "results.json", here / "results_runs.json")
+    publish_results(here, args.out, {"summary": rows, "steps": args.steps})
 
 
 if __name__ == "__main__":

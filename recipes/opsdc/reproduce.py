@@ -17,12 +17,10 @@ length and greedy accuracy over steps to ``recipes/opsdc/opsdc_tiny_world.png`` 
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import statistics
 from pathlib import Path
 
-from verl_frontier.studies import Arm, Study, run_study
+from verl_frontier.studies import Arm, Study, publish_results, run_study
 from verl_frontier.tinyworld.paths import repo_root
 
 VAL_LEN_KEY = "val-aux/tinyworld/arith/response_chars/mean@1"
@@ -131,8 +129,7 @@ def main(argv=None) -> None:
     print(markdown(rows))
     here = Path(__file__).resolve().parent
     plot(results, names, here / "opsdc_tiny_world.png")
-    (here / "results.json").write_text(json.dumps({"summary": rows, "steps": args.steps}, indent=2))
-    shutil.copy(args.out / "results.json", here / "results_runs.json")
+    publish_results(here, args.out, {"summary": rows, "steps": args.steps})
 
 
 if __name__ == "__main__":

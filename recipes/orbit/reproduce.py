@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 from dataclasses import replace
 from pathlib import Path
 
-from verl_frontier.studies import Arm, Study, run_study
+from verl_frontier.studies import Arm, Study, publish_results, run_study
 from verl_frontier.tinyworld.paths import repo_root
 
 EPISODES = 3
@@ -195,8 +194,7 @@ def main(argv=None) -> None:
     print(markdown(row, stats))
     here = Path(__file__).resolve().parent
     plot(results, chosen.name, row, stats, here / "orbit_tiny_world.png")
-    (here / "results.json").write_text(json.dumps({"summary": row, "warm_start": stats}, indent=2))
-    shutil.copy(args.out / "results.json", here / "results_runs.json")
+    publish_results(here, args.out, {"summary": row, "warm_start": stats})
 
 
 if __name__ == "__main__":

@@ -17,11 +17,9 @@ accuracy over steps to ``recipes/paced_distill/paced_tiny_world.png`` (with ``re
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 from pathlib import Path
 
-from verl_frontier.studies import Arm, Study, markdown_table, plot_curves, run_study, summarize
+from verl_frontier.studies import Arm, Study, markdown_table, plot_curves, publish_results, run_study, summarize
 from verl_frontier.tinyworld.paths import repo_root
 
 
@@ -61,8 +59,7 @@ def main(argv=None) -> None:
     plot_curves(
         results, names, here / "paced_tiny_world.png", "Paced vs uniform distillation, tiny world (verl on CPU)"
     )
-    (here / "results.json").write_text(json.dumps({"summary": summary, "steps": args.steps}, indent=2))
-    shutil.copy(args.out / "results.json", here / "results_runs.json")
+    publish_results(here, args.out, {"summary": summary, "steps": args.steps})
 
 
 if __name__ == "__main__":
