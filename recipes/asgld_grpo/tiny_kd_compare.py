@@ -3,9 +3,9 @@ Essence offline KD of the tiny student (``recipes/essence``, full sequence, r = 
 accuracy by ~10 points in 96 steps (GRPO does not move the tiny student measurably, see the README).
 
 The AdamW arm is the essence study's ``full_r1.0`` arm (same recipe, seed, steps, lr 3e-3, 415 held-out
-problems); this script runs only the ASGLD arm unless ``--with-adamw``.
+problems); ``--optimizer AdamW --lr X`` runs verl's AdamW at another learning rate.
 
-    python recipes/asgld_grpo/tiny_kd_compare.py [--steps 96] [--with-adamw]
+    python recipes/asgld_grpo/tiny_kd_compare.py [--optimizer ASGLD|ASG|AGLD|AdamW] [--lr 3e-3] [--steps 96]
 
 Writes ``recipes/asgld_grpo/tiny_kd_compare.json``.
 """
@@ -21,6 +21,8 @@ from verl_frontier.tinyworld.paths import repo_root
 
 
 def optimizer_overrides(name: str, lr: float) -> list[str]:
+    if name == "AdamW":  # verl's default optimizer
+        return [f"actor_rollout_ref.actor.optim.lr={lr}"]
     return [
         "actor_rollout_ref.actor.optim.optimizer_impl=verl_frontier.asgld.optimizers",
         f"actor_rollout_ref.actor.optim.optimizer={name}",
@@ -43,8 +45,7 @@ COMMON = [
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=96)
-    parser.add_argument("--with-adamw", action="store_true")
-    parser.add_argument("--optimizer", default="ASGLD", choices=["ASG", "AGLD", "ASGLD"])
+    parser.add_argument("--optimizer", default="ASGLD", choices=["AdamW", "ASG", "AGLD", "ASGLD"])
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--out", type=Path, default=repo_root() / "outputs" / "asgld_kd_compare")
     args = parser.parse_args(argv)
@@ -54,9 +55,6 @@ def main(argv=None) -> None:
     world = world_dir("full", 0)
     name = f"{args.optimizer.lower()}_lr{args.lr:g}"
     arms = [Arm(name, "essence", "essence_tiny", COMMON + optimizer_overrides(args.optimizer, args.lr))]
-    if args.with_adamw:
-        adamw = [*COMMON, f"actor_rollout_ref.actor.optim.lr={args.lr}"]
-        arms.insert(0, Arm(f"adamw_lr{args.lr:g}", "essence", "essence_tiny", adamw))
     here = Path(__file__).resolve().parent
     path = here / "tiny_kd_compare.json"
     results = json.loads(path.read_text()) if path.exists() else {}
