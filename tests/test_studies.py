@@ -74,3 +74,15 @@ def test_publish_results_writes_summary_and_copies_runs(tmp_path):
     assert json.loads((recipe / "results.json").read_text()) == {"summary": [1, 2]}
     assert json.loads((recipe / "results_runs.json").read_text())["runs"]["a/seed0"]["wall_s"] == 1.0
     assert sorted(p.name for p in recipe.iterdir()) == ["results.json", "results_runs.json"]  # no temp files left
+
+
+def test_study_parser_defaults_and_passthrough_overrides():
+    from verl_frontier.studies import study_parser
+    from verl_frontier.tinyworld.paths import repo_root
+
+    parser = study_parser("Title line.\nmore", "demo", seeds=[0, 1], steps=12, test_freq=4)
+    args, extra = parser.parse_known_args(["--steps", "3", "actor_rollout_ref.actor.optim.lr=1e-3"])
+    assert (args.seeds, args.steps, args.test_freq) == ([0, 1], 3, 4)
+    assert args.out == repo_root() / "outputs" / "demo_study"
+    assert extra == ["actor_rollout_ref.actor.optim.lr=1e-3"]  # Hydra overrides go through to verl
+    assert parser.description == "Title line."

@@ -14,6 +14,7 @@ Used by the ``reproduce.py`` of each method's recipe folder (``make reproduce``)
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import fcntl
 import json
@@ -98,6 +99,27 @@ def write_json_atomic(path: Path, payload) -> None:
     with os.fdopen(fd, "w") as handle:
         json.dump(payload, handle, indent=2)
     os.replace(tmp, path)
+
+
+def study_parser(doc: str, name: str, seeds: list[int], steps: int, test_freq: int = 10) -> argparse.ArgumentParser:
+    """The options every ``recipes/*/reproduce.py`` takes: ``--seeds``, ``--steps``, ``--test-freq``, ``--out``
+    (default ``outputs/<name>_study``); unknown arguments are passed to verl as Hydra overrides."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(seeds))
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--test-freq", type=int, default=test_freq)
+    parser.add_argument("--out", type=Path, default=repo_root() / "outputs" / f"{name}_study")
+    return parser
+
+
+def full_world() -> Path:
+    """The full tiny world (seed 0) the studies run in, built (cached) if missing."""
+    from verl_frontier.tinyworld import build
+    from verl_frontier.tinyworld.paths import world_dir
+
+    world = world_dir("full", 0)
+    build(out=world, seed=0, size="full")
+    return world
 
 
 def publish_results(recipe_dir: Path, study_out: Path, payload) -> None:

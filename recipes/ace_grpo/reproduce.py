@@ -18,7 +18,6 @@ Writes ``<out>/results.json`` (resumable), prints a markdown table and saves the
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
@@ -27,12 +26,13 @@ from verl_frontier.studies import (
     Arm,
     Study,
     final_checkpoint,
+    full_world,
     machine_lock,
     mean_std_by_key,
     run_study,
+    study_parser,
     write_json_atomic,
 )
-from verl_frontier.tinyworld.paths import repo_root
 
 ACE_KEYS = ("ace/wrong_modulation_factor_mean", "ace/wrong_overconfident_frac", "ace/wrong_conf_shift_mean")
 EVAL_N = 8
@@ -119,19 +119,11 @@ def plot(rows: dict, base: dict, path: Path, title: str) -> None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--test-freq", type=int, default=10)
+    parser = study_parser(__doc__, "ace", seeds=[0, 1, 2], steps=30, test_freq=10)
     parser.add_argument("--eval-limit", type=int, default=None, help="evaluate only the first N held-out problems")
-    parser.add_argument("--out", type=Path, default=repo_root() / "outputs" / "ace_study")
     args, extra = parser.parse_known_args(argv)
 
-    from verl_frontier.tinyworld import build
-    from verl_frontier.tinyworld.paths import world_dir
-
-    world = world_dir("full", 0)
-    build(out=world, seed=0, size="full")
+    world = full_world()
     test = world / "data" / "test.parquet"
     base_path = args.out / "base_eval.json"
     if base_path.exists():

@@ -9,7 +9,7 @@ number of steps; held-out greedy accuracy on all 415 verbose test problems befor
 Training time = verl's ``timing_s/step`` summed over the training steps (teacher scoring, log-probs, update;
 start-up and validation excluded) and ``timing_s/update_actor`` (the student's forward/backward) alone.
 
-    python recipes/essence/reproduce.py [--seeds 0] [--steps 64] [--out outputs/essence_study] [hydra overrides...]
+    python recipes/essence/reproduce.py [--seeds 0] [--steps 96] [--out outputs/essence_study] [hydra overrides...]
 
 Writes ``<out>/results.json`` (resumable), prints a markdown table, saves ``recipes/essence/essence_tiny_world.png``
 and ``recipes/essence/results.json``.
@@ -17,12 +17,10 @@ and ``recipes/essence/results.json``.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from pathlib import Path
 
-from verl_frontier.studies import Arm, Study, publish_results, run_study
-from verl_frontier.tinyworld.paths import repo_root
+from verl_frontier.studies import Arm, Study, full_world, publish_results, run_study, study_parser
 
 TIME_KEYS = ("timing_s/step", "timing_s/update_actor", "actor/essence/trained_tokens", "response_length/mean")
 RATIOS = (1.0, 0.75, 0.5, 0.25)
@@ -144,23 +142,16 @@ def ensure_data(world: Path, num: int) -> None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--steps", type=int, default=64)
+    parser = study_parser(__doc__, "essence", seeds=[0], steps=96, test_freq=96)
     parser.add_argument("--num-prompts", type=int, default=6000)
-    parser.add_argument("--out", type=Path, default=repo_root() / "outputs" / "essence_study")
     args, extra = parser.parse_known_args(argv)
 
-    from verl_frontier.tinyworld import build
-    from verl_frontier.tinyworld.paths import world_dir
-
-    world = world_dir("full", 0)
-    build(out=world, seed=0, size="full")
+    world = full_world()
     ensure_data(world, args.num_prompts)
     chosen = arms()
     study = Study("essence_tiny_world", chosen, metric_keys=TIME_KEYS)
     extra = ["actor_rollout_ref.actor.optim.lr=3e-3", "data.val_max_samples=415", *extra]
-    results = run_study(study, args.seeds, args.out, args.steps, args.steps, world=world, extra=extra)
+    results = run_study(study, args.seeds, args.out, args.steps, args.test_freq, world=world, extra=extra)
     rows = summary_rows(results, [arm.name for arm in chosen])
     print(markdown(rows, args.steps))
     here = Path(__file__).resolve().parent

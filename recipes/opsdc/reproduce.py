@@ -16,12 +16,10 @@ length and greedy accuracy over steps to ``recipes/opsdc/opsdc_tiny_world.png`` 
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from pathlib import Path
 
-from verl_frontier.studies import Arm, Study, publish_results, run_study
-from verl_frontier.tinyworld.paths import repo_root
+from verl_frontier.studies import Arm, Study, full_world, publish_results, run_study, study_parser
 
 VAL_LEN_KEY = "val-aux/tinyworld/arith/response_chars/mean@1"
 TRAIN_KEYS = ("opsdc/response_length_mean", "opsdc/accuracy", "actor/opsdc/reverse_kl", "actor/opsdc/teacher_synced")
@@ -109,18 +107,10 @@ def plot(results: dict, names: list[str], path: Path) -> None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--test-freq", type=int, default=10)
-    parser.add_argument("--out", type=Path, default=repo_root() / "outputs" / "opsdc_study")
+    parser = study_parser(__doc__, "opsdc", seeds=[0], steps=100, test_freq=10)
     args, extra = parser.parse_known_args(argv)
 
-    from verl_frontier.tinyworld import build
-    from verl_frontier.tinyworld.paths import world_dir
-
-    world = world_dir("full", 0)
-    build(out=world, seed=0, size="full")
+    world = full_world()
     chosen = arms()
     study = Study("opsdc_tiny_world", chosen, metric_keys=(VAL_LEN_KEY, *TRAIN_KEYS))
     results = run_study(study, args.seeds, args.out, args.steps, args.test_freq, world=world, extra=extra)

@@ -20,14 +20,12 @@ and ``recipes/orbit/results.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 from dataclasses import replace
 from pathlib import Path
 
-from verl_frontier.studies import Arm, Study, publish_results, run_study
-from verl_frontier.tinyworld.paths import repo_root
+from verl_frontier.studies import Arm, Study, full_world, publish_results, run_study, study_parser
 
 EPISODES = 3
 VAL_N = 4
@@ -173,19 +171,11 @@ def plot(results: dict, name: str, row: dict, stats: dict, path: Path) -> None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--test-freq", type=int, default=10)
+    parser = study_parser(__doc__, "orbit", seeds=[0, 1, 2], steps=40, test_freq=10)
     parser.add_argument("--warm-steps", type=int, default=300)
-    parser.add_argument("--out", type=Path, default=repo_root() / "outputs" / "orbit_study")
     args, extra = parser.parse_known_args(argv)
 
-    from verl_frontier.tinyworld import build
-    from verl_frontier.tinyworld.paths import world_dir
-
-    world = world_dir("full", 0)
-    build(out=world, seed=0, size="full")
+    world = full_world()
     data_dir, stats = prepare(world, args.warm_steps)
     chosen = arm(data_dir)
     study = Study("orbit_tiny_world", [chosen], metric_keys=(*EPISODE_KEYS, *TRAIN_KEYS))

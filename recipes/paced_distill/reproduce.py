@@ -16,11 +16,19 @@ accuracy over steps to ``recipes/paced_distill/paced_tiny_world.png`` (with ``re
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from verl_frontier.studies import Arm, Study, markdown_table, plot_curves, publish_results, run_study, summarize
-from verl_frontier.tinyworld.paths import repo_root
+from verl_frontier.studies import (
+    Arm,
+    Study,
+    full_world,
+    markdown_table,
+    plot_curves,
+    publish_results,
+    run_study,
+    study_parser,
+    summarize,
+)
 
 
 def arms(steps: int) -> list[Arm]:
@@ -36,19 +44,11 @@ def arms(steps: int) -> list[Arm]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--test-freq", type=int, default=10)
+    parser = study_parser(__doc__, "paced", seeds=[0, 1, 2], steps=40, test_freq=10)
     parser.add_argument("--arms", nargs="+", default=None, help="subset of arm names")
-    parser.add_argument("--out", type=Path, default=repo_root() / "outputs" / "paced_study")
     args, extra = parser.parse_known_args(argv)
 
-    from verl_frontier.tinyworld import build
-    from verl_frontier.tinyworld.paths import world_dir
-
-    world = world_dir("full", 0)
-    build(out=world, seed=0, size="full")
+    world = full_world()
     chosen = [arm for arm in arms(args.steps) if args.arms is None or arm.name in args.arms]
     study = Study("paced_tiny_world", chosen, metric_keys=("paced/zero_weight_prompt_frac", "paced/pass_rate_mean"))
     results = run_study(study, args.seeds, args.out, args.steps, args.test_freq, world=world, extra=extra)
