@@ -265,9 +265,10 @@ def test_registered_loss_through_verl_matches_full_vocab_reference(lam, monkeypa
 # agent loops
 # ---------------------------------------------------------------------------------------------------------
 
-from verl.experimental.agent_loop.agent_loop import AgentLoopWorker, DictConfigWrap  # noqa: E402
+from verl.experimental.agent_loop.agent_loop import AgentLoopWorker  # noqa: E402
 from verl.workers.rollout.replica import TokenOutput  # noqa: E402
 
+from verl_frontier.agent_loops import standalone_agent_loop  # noqa: E402
 from verl_frontier.tinyworld.tokenizer import build_tokenizer  # noqa: E402
 
 TOK = build_tokenizer()
@@ -277,23 +278,8 @@ TEACHER = "We need 2+7-1-4. 2+7=9. 9-1=8. 8-4=4. So the result is 4. Answer: 4"
 
 
 def _loop(cls, essence: dict, server=None, response_length=256):
-    config = OmegaConf.create(
-        {
-            "actor_rollout_ref": {
-                "rollout": {"prompt_length": 64, "response_length": response_length},
-                "essence": essence,
-            }
-        }
-    )
-    return cls(
-        trainer_config=DictConfigWrap(config),
-        server_manager=server,
-        tokenizer=TOK,
-        processor=None,
-        dataset_cls=None,
-        data_config=DictConfigWrap(OmegaConf.create({})),
-        hf_model_type="qwen2",
-    )
+    rollout = {"prompt_length": 64, "response_length": response_length}
+    return standalone_agent_loop(cls, server, TOK, {"actor_rollout_ref": {"rollout": rollout, "essence": essence}})
 
 
 def _run(cls, essence, server=None, params=None, **kwargs):

@@ -10,17 +10,16 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 pytest.importorskip("verl")
 
 from verl.experimental.agent_loop.agent_loop import (  # noqa: E402
     AgentLoopWorker,
-    DictConfigWrap,
     _agent_loop_registry,
 )
 from verl.workers.rollout.replica import TokenOutput  # noqa: E402
 
+from verl_frontier.agent_loops import standalone_agent_loop  # noqa: E402
 from verl_frontier.orbit.agent_loop import OrbitAgentLoop  # noqa: E402
 from verl_frontier.orbit.envs import make_env  # noqa: E402
 from verl_frontier.tinyworld.tokenizer import build_tokenizer  # noqa: E402
@@ -49,18 +48,8 @@ class FakeServer:
 
 
 def make_loop(server, prompt_length=64, response_length=400):
-    config = OmegaConf.create(
-        {"actor_rollout_ref": {"rollout": {"prompt_length": prompt_length, "response_length": response_length}}}
-    )
-    return OrbitAgentLoop(
-        trainer_config=DictConfigWrap(config),
-        server_manager=server,
-        tokenizer=TOK,
-        processor=None,
-        dataset_cls=None,
-        data_config=DictConfigWrap(OmegaConf.create({})),
-        hf_model_type="qwen2",
-    )
+    rollout = {"prompt_length": prompt_length, "response_length": response_length}
+    return standalone_agent_loop(OrbitAgentLoop, server, TOK, {"actor_rollout_ref": {"rollout": rollout}})
 
 
 def extra(seed, **kw):

@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from verl_frontier.studies import Arm, run_arm
+from verl_frontier.studies import Arm, full_world, run_arm, write_json_atomic
 from verl_frontier.tinyworld.paths import repo_root
 
 
@@ -50,19 +50,14 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=repo_root() / "outputs" / "asgld_kd_compare")
     args = parser.parse_args(argv)
 
-    from verl_frontier.tinyworld.paths import world_dir
-
-    world = world_dir("full", 0)
-    name = f"{args.optimizer.lower()}_lr{args.lr:g}"
-    arms = [Arm(name, "essence", "essence_tiny", COMMON + optimizer_overrides(args.optimizer, args.lr))]
-    here = Path(__file__).resolve().parent
-    path = here / "tiny_kd_compare.json"
+    arm = Arm(f"{args.optimizer.lower()}_lr{args.lr:g}", "essence", "essence_tiny",
+              COMMON + optimizer_overrides(args.optimizer, args.lr))  # fmt: skip
+    path = Path(__file__).resolve().parent / "tiny_kd_compare.json"
     results = json.loads(path.read_text()) if path.exists() else {}
-    for arm in arms:
-        run = run_arm(arm, 0, args.out / arm.name, args.steps, args.steps, world=world)
-        results[arm.name] = {"val_acc": {str(k): v for k, v in run["val_acc"].items()}, "wall_s": run["wall_s"]}
-        path.write_text(json.dumps(results, indent=2))
-        print(arm.name, results[arm.name], flush=True)
+    run = run_arm(arm, 0, args.out / arm.name, args.steps, args.steps, world=full_world())
+    results[arm.name] = {"val_acc": {str(k): v for k, v in run["val_acc"].items()}, "wall_s": run["wall_s"]}
+    write_json_atomic(path, results)
+    print(arm.name, results[arm.name], flush=True)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 teacher-written response (``extra_info["teacher_response"]``) is replayed as the rollout, so verl's teacher
 servers score exactly that sequence and the actor trains on it (the ``essence_kd_topk`` loss). Layout of the
 returned :class:`AgentLoopOutput`, with the full sequence ``[prompt][cot][answer][eos]`` cut to its first
-``keep`` tokens (segments.keep_length):
+``keep`` tokens (segments.replay_layout):
 
 * prompt segment trained: ``prompt_ids`` = the sequence's first token only, ``response_ids`` = the rest, so
   the prompt tokens are predicted and trained like fmchisel's ``promptcotAns``/``promptAns``/``promptCot``
@@ -28,7 +28,7 @@ from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopMetr
 from verl.experimental.agent_loop.single_turn_agent_loop import SingleTurnAgentLoop
 
 from verl_frontier.essence.config import EssenceConfig
-from verl_frontier.essence.segments import ANSWER, COT, PROMPT, SEGMENTS, keep_length, segment_mask
+from verl_frontier.essence.segments import replay_layout, segment_mask
 
 REPLAY_AGENT = "essence_replay"
 ON_POLICY_AGENT = "essence_single_turn"
@@ -43,29 +43,6 @@ def split_at_marker(text: str, marker: str) -> tuple[str, str]:
     """(chain of thought, answer): the answer starts at the first ``marker``; no marker = all chain of thought."""
     at = text.find(marker)
     return (text, "") if at < 0 else (text[:at], text[at:])
-
-
-def replay_layout(
-    prompt_ids: list[int],
-    cot_ids: list[int],
-    answer_ids: list[int],
-    settings: EssenceConfig,
-    max_response_length: int,
-) -> tuple[list[int], list[int], list[int]]:
-    """(verl prompt ids, response ids, response mask) of one replayed sequence; see the module docstring."""
-    full = list(prompt_ids) + list(cot_ids) + list(answer_ids)
-    labels = [PROMPT] * len(prompt_ids) + [COT] * len(cot_ids) + [ANSWER] * len(answer_ids)
-    response_len = len(cot_ids) + len(answer_ids)
-    keep = keep_length(len(prompt_ids), response_len, settings.truncate_ratio, settings.truncate_scope)
-    chosen = {SEGMENTS.index(s) for s in settings.segments}
-    selected = [int(label in chosen) for label in labels[:keep]]
-    split = 1 if "prompt" in settings.segments else min(len(prompt_ids), keep)
-    split = max(1, min(split, len(full) - 1))
-    response = full[split:keep]
-    mask = selected[split:keep]
-    if not response:  # the cut fell inside an untrained prompt: one placeholder token, nothing trained
-        response, mask = full[split : split + 1], [0]
-    return full[:split], response[:max_response_length], mask[:max_response_length]
 
 
 @register(REPLAY_AGENT)
@@ -92,8 +69,9 @@ class EssenceReplayAgentLoop(AgentLoopBase):
         answer_ids = self.tokenizer.encode(answer, add_special_tokens=False)
         if self.eos_token_id is not None:
             answer_ids = answer_ids + [self.eos_token_id]
+        s = self.settings
         verl_prompt, response, mask = replay_layout(
-            prompt_ids, cot_ids, answer_ids, self.settings, self.response_length
+            prompt_ids, cot_ids, answer_ids, s.segments, s.truncate_ratio, s.truncate_scope, self.response_length
         )
         return AgentLoopOutput(
             prompt_ids=verl_prompt,

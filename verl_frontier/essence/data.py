@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from verl_frontier.evaluation.core import _score, load_reward_fn, load_rows
+from verl_frontier.studies import write_json_atomic
 
 REPLAY_AGENT = "essence_replay"  # = agent_loop.REPLAY_AGENT (no verl import here)
 
@@ -111,9 +112,7 @@ def build(
         "teacher_accuracy": float(np.mean([s > 0 for s in scores])),
         "mean_response_chars": float(np.mean([len(t) for t in texts])),
     }
-    tmp = out / ".stats.json.tmp"
-    tmp.write_text(json.dumps(stats, indent=2))
-    os.replace(tmp, out / "stats.json")
+    write_json_atomic(out / "stats.json", stats)
     return stats
 
 

@@ -105,7 +105,36 @@ def segment_mask(
 ) -> list[int]:
     """0/1 mask over ``[prompt][response]`` (length prompt_len + len(response)): 1 where the token's segment is
     selected and the token lies in the first ``keep_length`` tokens."""
-    chosen = {SEGMENTS.index(s) for s in parse_segments(list(segments))}
     labels = segment_labels(prompt_len, response_ids, answer_marker_ids)
-    keep = keep_length(prompt_len, len(response_ids), ratio, scope)
+    return mask_from_labels(labels, segments, keep_length(prompt_len, len(response_ids), ratio, scope))
+
+
+def mask_from_labels(labels: Sequence[int], segments: Iterable[str], keep: int) -> list[int]:
+    """1 where the token's segment label is selected and the token is among the first ``keep``."""
+    chosen = {SEGMENTS.index(s) for s in parse_segments(list(segments))}
     return [int(label in chosen and i < keep) for i, label in enumerate(labels)]
+
+
+def replay_layout(
+    prompt_ids: Sequence[int],
+    cot_ids: Sequence[int],
+    answer_ids: Sequence[int],
+    segments: Iterable[str],
+    ratio: float,
+    scope: str,
+    max_response_length: int,
+) -> tuple[list[int], list[int], list[int]]:
+    """(verl prompt ids, response ids, response mask) of one replayed ``[prompt][cot][answer]`` sequence cut to
+    its first ``keep_length`` tokens. With the prompt segment selected, verl's prompt is the first token only
+    (so prompt tokens are predicted and trained); else it is the whole prompt. A cut inside an untrained
+    prompt leaves one placeholder response token with mask 0."""
+    full = [*prompt_ids, *cot_ids, *answer_ids]
+    labels = [PROMPT] * len(prompt_ids) + [COT] * len(cot_ids) + [ANSWER] * len(answer_ids)
+    keep = keep_length(len(prompt_ids), len(cot_ids) + len(answer_ids), ratio, scope)
+    selected = mask_from_labels(labels[:keep], segments, keep)
+    split = 1 if "prompt" in parse_segments(list(segments)) else min(len(prompt_ids), keep)
+    split = max(1, min(split, len(full) - 1))
+    response, mask = full[split:keep], selected[split:keep]
+    if not response:
+        response, mask = full[split : split + 1], [0]
+    return full[:split], response[:max_response_length], mask[:max_response_length]

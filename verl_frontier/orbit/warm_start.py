@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import random
 import time
 from dataclasses import dataclass
@@ -102,27 +101,16 @@ def scripted_trials(
     rows: list[dict], tokenizer, reuse_prob: float, seed: int, prompt_length: int, response_length: int
 ) -> list[Trial]:
     """One scripted trial per row (rows as written by ``verl_frontier.orbit.data``), rendered by the agent loop."""
-    from omegaconf import OmegaConf
-    from verl.experimental.agent_loop.agent_loop import DictConfigWrap
+    from verl_frontier.agent_loops import standalone_agent_loop
 
     from .agent_loop import OrbitAgentLoop
 
     rng = random.Random(seed)
-    config = OmegaConf.create(
-        {"actor_rollout_ref": {"rollout": {"prompt_length": prompt_length, "response_length": response_length}}}
-    )
+    config = {"actor_rollout_ref": {"rollout": {"prompt_length": prompt_length, "response_length": response_length}}}
 
     async def play(row) -> Trial:
         server = ScriptedServer(tokenizer, row["extra_info"], reuse_prob, rng)
-        loop = OrbitAgentLoop(
-            trainer_config=DictConfigWrap(config),
-            server_manager=server,
-            tokenizer=tokenizer,
-            processor=None,
-            dataset_cls=None,
-            data_config=DictConfigWrap(OmegaConf.create({})),
-            hf_model_type="qwen2",
-        )
+        loop = standalone_agent_loop(OrbitAgentLoop, server, tokenizer, config)
         out = await loop.run({}, raw_prompt=list(row["prompt"]), extra_info=row["extra_info"])
         info = out.extra_fields["reward_extra_info"]
         k = int(row["extra_info"].get("max_episodes") or row["extra_info"].get("num_episodes") or 3)
@@ -141,11 +129,14 @@ def scripted_trials(
 
 
 def sft(model, trials: list[Trial], pad_id: int, steps: int, batch_size: int, lr: float, seed: int) -> dict:
-    """AdamW on the model-turn tokens of the scripted trials (linear warmup, cosine decay to 10 %)."""
+    """AdamW on the model-turn tokens of the scripted trials; the tiny world's SFT schedule (``lr_at``: 5 %
+    linear warmup, cosine decay to 10 %)."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
+    from verl_frontier.tinyworld.sft import TrainSpec, lr_at
+
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
-    warm = max(1, steps // 20)
+    schedule = TrainSpec(steps=steps, batch_size=batch_size, lr=lr, warmup_frac=0.05, min_lr_frac=0.1)
     model.train()
     losses = []
     start = time.perf_counter()
@@ -162,10 +153,8 @@ def sft(model, trials: list[Trial], pad_id: int, steps: int, batch_size: int, lr
             target = torch.tensor(t.response_ids)
             target[torch.tensor(t.response_mask) == 0] = -100
             labels[row, len(t.prompt_ids) : len(seq)] = target
-        progress = (step - warm) / max(1, steps - warm)
-        scale = (step + 1) / warm if step < warm else 0.1 + 0.45 * (1 + math.cos(math.pi * progress))
         for group in opt.param_groups:
-            group["lr"] = lr * scale
+            group["lr"] = lr_at(step, schedule)
         loss = model(input_ids=ids, attention_mask=attn, labels=labels, use_cache=False).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
