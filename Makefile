@@ -16,7 +16,7 @@ TORCH_VERSION ?= 2.13.0
 TORCH_PIP_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv test test-fast demo lint format world bench reproduce reproduce-paced reproduce-ace reproduce-opsdc reproduce-slm reproduce-essence reproduce-orbit clean-venv
+.PHONY: help venv test test-fast demo lint format world bench reproduce reproduce-paced reproduce-ace reproduce-opsdc reproduce-slm reproduce-essence reproduce-orbit reproduce-kd-uniform clean-venv
 
 help:
 	@echo "targets: venv test test-fast demo lint format world bench reproduce"
@@ -53,7 +53,7 @@ bench: venv
 	$(PY) benchmarks/verl_cpu_startup.py
 
 # Long science runs (tens of minutes each on 2 cores; not part of CI). Each is resumable.
-reproduce: reproduce-paced reproduce-ace reproduce-opsdc reproduce-slm reproduce-essence reproduce-orbit
+reproduce: reproduce-paced reproduce-ace reproduce-opsdc reproduce-slm reproduce-essence reproduce-orbit reproduce-kd-uniform
 
 reproduce-paced: venv
 	$(PY) recipes/paced_distill/reproduce.py
@@ -72,6 +72,9 @@ reproduce-essence: venv
 
 reproduce-orbit: venv
 	$(PY) recipes/orbit/reproduce.py
+
+reproduce-kd-uniform: venv
+	$(PY) recipes/kd_uniform/reproduce.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -494,3 +494,23 @@ def test_data_from_a_teacher_model_scores_its_generations(small_world_dir, tmp_p
         expected = compute_score(solution_str=extra["teacher_response"], ground_truth=truth)
         assert extra["teacher_score"] == float(expected["score"])
     assert stats["teacher_accuracy"] == np.mean([e["teacher_score"] > 0 for e in out["extra_info"]])
+
+
+def test_world_teacher_data_is_written_once_from_the_world_teacher(small_world_dir, tmp_path):
+    import shutil
+
+    from verl_frontier.essence.data import ensure_world_teacher_data
+
+    world = tmp_path / "world"
+    shutil.copytree(small_world_dir, world)
+    with pytest.raises(KeyError, match="kd_typo.*essence.*kd_concise"):
+        ensure_world_teacher_data(world, "kd_typo")
+    path = ensure_world_teacher_data(world, "kd_concise", num=8, keep_incorrect=True)
+    assert path == world / "kd_concise" / "train.parquet"
+    rows = pd.read_parquet(path)
+    assert len(rows) == 8 and set(rows["agent_name"]) == {"essence_replay"}
+    assert all(p[0]["content"].endswith("Be concise.") for p in rows["prompt"])  # concise prompts
+    assert all(isinstance(e["teacher_response"], str) for e in rows["extra_info"])
+    before = path.stat().st_mtime_ns
+    assert ensure_world_teacher_data(world, "kd_concise", num=8, keep_incorrect=True) == path
+    assert path.stat().st_mtime_ns == before  # cached: not regenerated

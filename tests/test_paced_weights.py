@@ -164,6 +164,14 @@ def test_normalize_weights_properties(ws, target):
         assert (out == 0).all()
 
 
+def test_normalize_weights_subnormal_weights_stay_finite():
+    # found by hypothesis: target / sum overflowed to inf for a subnormal sum
+    tiny = torch.tensor([2.225073858507e-311, 0.0, 4.45e-311], dtype=torch.float64)
+    out = normalize_weights(tiny, "mean", 1.0)
+    assert torch.isfinite(out).all() and out.mean().item() == pytest.approx(1.0)
+    assert out.tolist() == pytest.approx([1.0, 0.0, 2.0], rel=1e-3)  # subnormals carry few significant bits
+
+
 def test_effective_sample_size_values():
     assert effective_sample_size(torch.ones(4)) == pytest.approx(4.0)
     assert effective_sample_size(torch.tensor([1.0, 0, 0, 0])) == pytest.approx(1.0)

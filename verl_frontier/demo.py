@@ -1,14 +1,17 @@
-"""`make demo`: Paced vs uniform distillation, tiny teacher -> tiny student, through verl's real trainer on CPU.
+"""`make demo`: distillation of a tiny teacher into a tiny student, through verl's real trainer on CPU.
 
-1. builds the tiny world if needed (`frontier world build`, cached);
-2. runs two recipes with `python -m verl.trainer.main_ppo ... +platform=cpu` (verl's own console progress;
-   metrics also to a JSONL file), same settings and seed, saving each final checkpoint:
-   uniform distillation (`paced_distill_tiny` with alpha = beta = 0, i.e. w = 1: verl's forward KL) and
-   Paced two-stage (`paced_two_stage_tiny`: pass-rate-weighted forward KL, then reverse KL);
-3. evaluates the base student, both trained students (verl's FSDP checkpoints, merged) and the teacher on the
+1. builds the tiny world if needed (`frontier world build`, cached) and the teacher's responses to 6,000
+   training prompts (`kd_concise/`, written once);
+2. runs three recipes with `python -m verl.trainer.main_ppo ... +platform=cpu` (verl's own console progress;
+   metrics also to a JSONL file), same seed, saving each final checkpoint:
+   uniform on-policy distillation (`paced_distill_tiny` with alpha = beta = 0, i.e. w = 1: verl's forward KL
+   on the student's samples) and Paced two-stage (`paced_two_stage_tiny`: pass-rate-weighted forward KL, then
+   reverse KL), ``--steps`` each; uniform distillation on the teacher's responses (`kd_uniform_tiny`: verl's
+   forward KL on replayed teacher sequences), ``--kd-steps``;
+3. evaluates the base student, the trained students (verl's FSDP checkpoints, merged) and the teacher on the
    held-out problems and prints the table; writes `demo.png` (curves) and `demo.json`.
 
-    python -m verl_frontier.demo [--steps 40] [--out outputs/demo] [--size full] [overrides...]
+    python -m verl_frontier.demo [--steps 40] [--kd-steps 150] [--out outputs/demo] [--size full] [overrides...]
 """
 
 from __future__ import annotations
@@ -22,15 +25,17 @@ from pathlib import Path
 from verl_frontier.studies import Arm, final_checkpoint, machine_lock, run_arm
 from verl_frontier.tinyworld.paths import repo_root, world_dir
 
-#: (label, recipe folder, config name, overrides)
+#: (label, recipe folder, config name, overrides, which step count: "steps" or "kd_steps")
 RUNS = (
     (
-        "uniform distillation",
+        "uniform on-policy distillation",
         "paced_distill",
         "paced_distill_tiny",
         ["algorithm.paced.alpha=0", "algorithm.paced.beta=0"],
+        "steps",
     ),
-    ("Paced two-stage", "paced_two_stage", "paced_two_stage_tiny", []),
+    ("Paced two-stage", "paced_two_stage", "paced_two_stage_tiny", [], "steps"),
+    ("uniform KD on teacher responses", "kd_uniform", "kd_uniform_tiny", [], "kd_steps"),
 )
 
 
@@ -62,29 +67,34 @@ def plot(curves: dict[str, dict[int, dict]], table: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Paced vs uniform distillation in the tiny world, through verl on CPU")
-    parser.add_argument("--steps", type=int, default=40)
+    parser = argparse.ArgumentParser(description="Distillation in the tiny world, through verl on CPU")
+    parser.add_argument("--steps", type=int, default=40, help="steps of the two on-policy runs")
+    parser.add_argument("--kd-steps", type=int, default=150, help="steps of the run on the teacher's responses")
     parser.add_argument("--test-freq", type=int, default=10, help="verl's greedy validation every N steps")
     parser.add_argument("--size", default="full", choices=["full", "small"])
     parser.add_argument("--out", type=Path, default=repo_root() / "outputs" / "demo")
     parser.add_argument("--eval-limit", type=int, default=None, help="evaluate on the first N test problems")
     args, overrides = parser.parse_known_args(argv)
 
+    from verl_frontier.essence.data import ensure_world_teacher_data
     from verl_frontier.evaluation import evaluate
     from verl_frontier.tinyworld import build
 
     start = time.perf_counter()
     world = Path(os.environ.get("FRONTIER_WORLD_DIR") or world_dir(args.size, 0))
     build(out=world, seed=0, size=args.size)
+    small = args.size == "small"
+    ensure_world_teacher_data(world, "kd_concise", num=64 if small else 6000, keep_incorrect=small)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     curves, models = {}, [("student (base)", world / "student")]
-    for label, recipe, config_name, run_overrides in RUNS:
+    for label, recipe, config_name, run_overrides, steps_option in RUNS:
+        steps = getattr(args, steps_option)
         run_dir = out / recipe
         arm = Arm(recipe, recipe, config_name, [*run_overrides, *overrides])
-        run = run_arm(arm, 0, run_dir, args.steps, args.test_freq, world, save_final=True, console=True)
+        run = run_arm(arm, 0, run_dir, steps, args.test_freq, world, save_final=True, console=True)
         curves[label] = run["metrics"]
-        models.append((f"student + {label} ({args.steps} steps)", final_checkpoint(run_dir, args.steps)))
+        models.append((f"student + {label} ({steps} steps)", final_checkpoint(run_dir, steps)))
     models.append(("teacher", world / "teacher"))
 
     test = world / "data" / "test.parquet"
@@ -93,11 +103,12 @@ def main(argv: list[str] | None = None) -> None:
         for name, model in models:
             table[name] = evaluate(model, test, n=0, greedy=True, limit=args.eval_limit)["greedy_accuracy"]
     plot(curves, table, out / "demo.png")
-    (out / "demo.json").write_text(json.dumps({"greedy_accuracy": table, "steps": args.steps}, indent=2))
+    summary = {"greedy_accuracy": table, "steps": args.steps, "kd_steps": args.kd_steps}
+    (out / "demo.json").write_text(json.dumps(summary, indent=2))
     print("\nheld-out greedy accuracy (tiny world test set)")
-    print(f"  {'model':<48} accuracy")
+    print(f"  {'model':<56} accuracy")
     for name, value in table.items():
-        print(f"  {name:<48} {value:.3f}")
+        print(f"  {name:<56} {value:.3f}")
     print(f"\ncurves: {out / 'demo.png'}   table: {out / 'demo.json'}   ({time.perf_counter() - start:.0f} s)")
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from verl_frontier.essence.data import ensure_world_teacher_data
 from verl_frontier.studies import Arm, Study, full_world, publish_results, run_study, study_parser
 
 TIME_KEYS = ("timing_s/step", "timing_s/update_actor", "actor/essence/trained_tokens", "response_length/mean")
@@ -134,20 +135,13 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def ensure_data(world: Path, num: int) -> None:
-    from verl_frontier.essence.data import build
-
-    if not (world / "essence" / "train.parquet").exists():
-        build(world / "data" / "train_verbose.parquet", world / "essence", teacher=world / "teacher", num=num, seed=0)
-
-
 def main(argv=None) -> None:
     parser = study_parser(__doc__, "essence", seeds=[0], steps=96, test_freq=96)
     parser.add_argument("--num-prompts", type=int, default=6000)
     args, extra = parser.parse_known_args(argv)
 
     world = full_world()
-    ensure_data(world, args.num_prompts)
+    ensure_world_teacher_data(world, "essence", args.num_prompts)
     chosen = arms()
     study = Study("essence_tiny_world", chosen, metric_keys=TIME_KEYS)
     extra = ["actor_rollout_ref.actor.optim.lr=3e-3", "data.val_max_samples=415", *extra]

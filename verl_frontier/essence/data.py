@@ -116,6 +116,30 @@ def build(
     return stats
 
 
+#: teacher-response datasets written into a tiny world: subdirectory -> the world parquet whose prompts they answer
+WORLD_TEACHER_DATA = {"essence": "data/train_verbose.parquet", "kd_concise": "data/train.parquet"}
+
+
+def ensure_world_teacher_data(world: str | Path, name: str, num: int = 6000, keep_incorrect: bool = False) -> Path:
+    """``<world>/<name>/train.parquet``: the world teacher's greedy, correct responses to ``num`` training prompts
+    (``essence``: verbose style, ``kd_concise``: concise), written once and reused. ``keep_incorrect`` keeps
+    wrong answers too (the small test world's teacher is barely trained)."""
+    if name not in WORLD_TEACHER_DATA:
+        raise KeyError(f"unknown world teacher dataset {name!r}; known: {sorted(WORLD_TEACHER_DATA)}")
+    world = Path(world)
+    path = world / name / "train.parquet"
+    if not path.exists():
+        build(
+            world / WORLD_TEACHER_DATA[name],
+            world / name,
+            teacher=world / "teacher",
+            num=num,
+            seed=0,
+            keep_incorrect=keep_incorrect,
+        )
+    return path
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m verl_frontier.essence.data", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="verl parquet with the prompts (and ground truth)")

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import functools
 
-import torch
-
 from verl_cpu.import_hooks import when_imported
 from verl_frontier.batch_flags import assign_batch_flags
 from verl_frontier.essence import agent_loop
 from verl_frontier.essence.config import EssenceConfig
 from verl_frontier.essence.losses import essence_token_loss
+from verl_frontier.response_tensors import response_padded
 from verl_frontier.validation import config_error, register_check, register_schema, select
 
 LOSS_NAME = "essence_kd_topk"
@@ -38,13 +37,6 @@ EXPECTED_REGISTRATIONS = [
 WORKER_SETTINGS = EssenceConfig()
 
 
-def _padded(tensor: torch.Tensor, width: int) -> torch.Tensor:
-    tensor = tensor.to_padded_tensor(0) if tensor.is_nested else tensor
-    if tensor.shape[1] < width:
-        tensor = torch.nn.functional.pad(tensor, (0, width - tensor.shape[1]))
-    return tensor[:, :width]
-
-
 def essence_kd_topk(config, distillation_config, model_output, data):
     """(bs, response_length) per-token Essence loss and metrics; see the module docstring."""
     from verl.utils.metric import AggregationType, Metric
@@ -52,7 +44,7 @@ def essence_kd_topk(config, distillation_config, model_output, data):
 
     forward_kl = no_padding_2_padding(model_output["distillation_losses"], data).clamp_min(0.0)
     log_probs = no_padding_2_padding(model_output["log_probs"], data)
-    mask = _padded(data["response_mask"], forward_kl.shape[1]).bool()
+    mask = response_padded(data["response_mask"], forward_kl.shape[1]).bool()
     lam = float(WORKER_SETTINGS.ce_weight)
     losses = essence_token_loss(log_probs, forward_kl, lam)
     tokens = mask.sum()

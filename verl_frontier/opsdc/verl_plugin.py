@@ -48,6 +48,7 @@ from verl_frontier.batch_flags import assign_batch_flags
 from verl_frontier.opsdc import losses as opsdc_losses
 from verl_frontier.opsdc.sync import copy_weights_, max_abs_diff, should_sync, weight_checksum
 from verl_frontier.opsdc.teacher_inputs import MODES, Reprompter, build_teacher_batch, student_packed_index
+from verl_frontier.response_tensors import response_padded
 from verl_frontier.validation import config_error, register_check, register_schema, select
 
 logger = logging.getLogger("verl_frontier")
@@ -187,8 +188,7 @@ def split_prompts_responses(data) -> tuple[list[list[int]], list[list[int]]]:
     prompts, responses = data["prompts"], data["responses"]
     if prompts.is_nested:
         return [p.tolist() for p in prompts.unbind()], [r.tolist() for r in responses.unbind()]
-    mask = data["attention_mask"]
-    mask = mask.to_padded_tensor(0) if mask.is_nested else mask
+    mask = response_padded(data["attention_mask"])
     width = prompts.shape[1]
     out_p, out_r = [], []
     for i in range(prompts.shape[0]):
@@ -310,8 +310,7 @@ def opsdc_loss(
     if "opsdc_losses" not in model_output:  # e.g. an infer pass that asks for a loss: nothing to distil
         return torch.zeros((), device=data["response_mask"].device), {}
     per_token = no_padding_2_padding(model_output["opsdc_losses"], data)
-    mask = data["response_mask"]
-    mask = (mask.to_padded_tensor(0) if mask.is_nested else mask).bool()
+    mask = response_padded(data["response_mask"]).bool()
     per_token, mask = per_token[:, : mask.shape[1]], mask[:, : per_token.shape[1]]
     config.global_batch_info["dp_size"] = data["dp_size"]
     config.global_batch_info["batch_num_tokens"] = data["batch_num_tokens"]

@@ -67,6 +67,7 @@ from verl_frontier.paced.weights import (
     normalize_weights,
     pass_rate_histogram,
 )
+from verl_frontier.response_tensors import response_padded
 
 ESTIMATOR_NAME = "paced"
 #: top-k loss mode -> fixed divergence code (None: per sample, from the stage schedule)
@@ -153,27 +154,13 @@ def compute_paced_advantage(
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _response_padded(tensor: torch.Tensor) -> torch.Tensor:
-    """Response-aligned (bs, response_length): v1 carries nested tensors, legacy padded ones."""
-    return tensor.to_padded_tensor(0.0) if tensor.is_nested else tensor
-
-
-def _same_width(width: int, *tensors: torch.Tensor) -> list[torch.Tensor]:
-    out = []
-    for tensor in tensors:
-        if tensor.shape[1] < width:
-            tensor = torch.nn.functional.pad(tensor, (0, width - tensor.shape[1]))
-        out.append(tensor[:, :width])
-    return out
-
-
 def _weights_and_codes(data, width: int, fixed_code: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     if "advantages" not in data.keys():
         raise KeyError(
             "paced_* distillation losses need the per-sample weights of algorithm.adv_estimator=paced "
             "(carried in 'advantages'); the micro-batch has none"
         )
-    weights, codes = _same_width(width, _response_padded(data["advantages"]), _response_padded(data["returns"]))
+    weights, codes = response_padded(data["advantages"], width), response_padded(data["returns"], width)
     if fixed_code is not None:
         codes = torch.full_like(codes, float(fixed_code))
     return weights.float(), codes.round().long()
@@ -252,11 +239,11 @@ def paced_topk_loss(config, distillation_config, model_output, data, fixed_code=
         "jsd": no_padding_2_padding(model_output["paced_jsd"], data),
     }
     width = divergences["forward_kl"].shape[1]  # verl's response width (max_response_len)
-    (mask,) = _same_width(width, _response_padded(data["response_mask"]))
+    mask = response_padded(data["response_mask"], width)
     mask = mask.bool()
     weights, codes = _weights_and_codes(data, width, fixed_code)
     selected = select_divergence(divergences["forward_kl"], divergences["reverse_kl"], divergences["jsd"], codes[:, 0])
-    (teacher,) = _same_width(width, no_padding_2_padding(data["teacher_logprobs"], data))
+    teacher = response_padded(no_padding_2_padding(data["teacher_logprobs"], data), width)
     metrics = _loss_metrics(divergences, weights, codes, mask, _teacher_skipped(teacher, mask, weights))
     student_mass = no_padding_2_padding(model_output["student_mass"], data)[mask]
     teacher_mass = no_padding_2_padding(model_output["teacher_mass"], data)[mask]
@@ -273,11 +260,11 @@ def paced_estimator_loss(config, distillation_config, model_output, data, kl_nam
     student = no_padding_2_padding(model_output["log_probs"], data)
     teacher = no_padding_2_padding(data["teacher_logprobs"], data).squeeze(-1)
     width = student.shape[1]  # verl's response width (max_response_len)
-    (mask,) = _same_width(width, _response_padded(data["response_mask"]))
+    mask = response_padded(data["response_mask"], width)
     mask = mask.bool()
     reverse = kl_penalty(logprob=student, ref_logprob=teacher, kl_penalty=kl_name)
     weights, codes = _weights_and_codes(data, width, DIVERGENCE_CODES["reverse_kl"])
-    (teacher_padded,) = _same_width(width, teacher)
+    teacher_padded = response_padded(teacher, width)
     metrics = _loss_metrics(
         {"reverse_kl": reverse}, weights, codes, mask, _teacher_skipped(teacher_padded, mask, weights)
     )

@@ -134,11 +134,11 @@ def normalize_weights(weights: torch.Tensor, mode: str = "mean", target: float =
         return weights.clone()
     if not target > 0:
         raise ValueError(f"normalize target must be > 0, got {target}")
-    total = weights.sum()
-    if weights.numel() == 0 or total <= 0:
+    if weights.numel() == 0 or not weights.sum() > 0:
         return torch.zeros_like(weights)
-    scale = target / total if mode == "sum" else target * weights.numel() / total
-    return weights * scale
+    relative = weights / weights.max()  # max 1: the sum below cannot be subnormal (target / sum would overflow)
+    scale = target / relative.sum() if mode == "sum" else target * weights.numel() / relative.sum()
+    return relative * scale
 
 
 def effective_sample_size(weights) -> float:
