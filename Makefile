@@ -16,7 +16,7 @@ TORCH_VERSION ?= 2.13.0
 TORCH_PIP_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv test test-fast demo lint format world bench reproduce reproduce-paced reproduce-ace reproduce-opsdc reproduce-slm reproduce-essence reproduce-orbit reproduce-kd-uniform clean-venv
+.PHONY: help venv test test-fast demo lint format world bench reproduce reproduce-paced reproduce-ace reproduce-opsdc reproduce-slm reproduce-essence reproduce-orbit reproduce-kd-uniform reproduce-grpo clean-venv
 
 help:
 	@echo "targets: venv test test-fast demo lint format world bench reproduce"
@@ -53,7 +53,7 @@ bench: venv
 	$(PY) benchmarks/verl_cpu_startup.py
 
 # Long science runs (tens of minutes each on 2 cores; not part of CI). Each is resumable.
-reproduce: reproduce-paced reproduce-ace reproduce-opsdc reproduce-slm reproduce-essence reproduce-orbit reproduce-kd-uniform
+reproduce: reproduce-paced reproduce-ace reproduce-opsdc reproduce-slm reproduce-essence reproduce-orbit reproduce-kd-uniform reproduce-grpo
 
 reproduce-paced: venv
 	$(PY) recipes/paced_distill/reproduce.py
@@ -75,6 +75,9 @@ reproduce-orbit: venv
 
 reproduce-kd-uniform: venv
 	$(PY) recipes/kd_uniform/reproduce.py
+
+reproduce-grpo: venv
+	$(PY) recipes/grpo_baseline/reproduce.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -29,6 +29,7 @@ def test_evaluate_on_small_world(small_world, tmp_path):
     )
     assert res["num_problems"] == 12
     assert 0.0 <= res["greedy_accuracy"] <= 1.0
+    assert len(res["greedy_scores"]) == 12 and sum(res["greedy_scores"]) / 12 == pytest.approx(res["greedy_accuracy"])
     assert list(res["pass_at_k"]) == ["1", "2", "3", "4"]
     p = [res["pass_at_k"][k] for k in "1234"]
     assert all(a <= b + 1e-12 for a, b in zip(p, p[1:]))

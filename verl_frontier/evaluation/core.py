@@ -200,6 +200,7 @@ def evaluate(
         if diff:
             result["by_difficulty"] = diff
         if greedy_out is not None:
+            result["greedy_scores"] = greedy_scores  # per problem, in row order: paired comparisons (paired.py)
             result["examples"] = [
                 {
                     "prompt": rows[i]["prompt"][-1]["content"],
