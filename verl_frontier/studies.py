@@ -175,6 +175,28 @@ def run_arm(
     return {"val_acc": validation_accuracy(logged), "wall_s": wall, "steps": steps, "metrics": logged}
 
 
+def evaluate_pass_at_k(model: Path, test: Path, n: int = 8, limit: int | None = None) -> dict:
+    """Greedy accuracy (also per problem, for ``evaluation.paired``) and pass@1..n from ``n`` samples at T = 1 of
+    one model (HF dir or verl checkpoint), holding the machine lock (HF generate uses both cores)."""
+    from verl_frontier.evaluation import evaluate
+
+    with machine_lock():
+        result = evaluate(model, test, n=n, temperature=1.0, greedy=True, seed=0, limit=limit)
+    keep = ("greedy_accuracy", "greedy_scores", "pass_at_k", "greedy_mean_response_tokens", "seconds")
+    return {key: result[key] for key in keep}
+
+
+def base_evaluation(out: Path, world: Path, n: int = 8, limit: int | None = None) -> dict:
+    """``evaluate_pass_at_k`` of the world's base student, computed once per study (``<out>/base_eval.json``)."""
+    path = out / "base_eval.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    base = evaluate_pass_at_k(world / "student", world / "data" / "test.parquet", n, limit)
+    write_json_atomic(path, base)
+    return base
+
+
 def final_checkpoint(run_dir: Path, steps: int) -> Path:
     """verl's checkpoint of the last step of a run made by ``run_arm(..., save_final=True)``."""
     return run_dir / "checkpoints" / f"global_step_{steps}"

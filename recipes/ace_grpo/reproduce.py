@@ -18,16 +18,16 @@ Writes ``<out>/results.json`` (resumable), prints a markdown table and saves the
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 from verl_frontier.studies import (
     Arm,
     Study,
+    base_evaluation,
+    evaluate_pass_at_k,
     final_checkpoint,
     full_world,
-    machine_lock,
     mean_std_by_key,
     run_study,
     study_parser,
@@ -43,19 +43,6 @@ def arms() -> list[Arm]:
         Arm("grpo", "grpo_baseline", "grpo_baseline_tiny"),
         Arm("ace_grpo", "ace_grpo", "ace_grpo_tiny"),
     ]
-
-
-def evaluate_passk(model: Path, test: Path, limit: int | None) -> dict:
-    """Greedy accuracy and pass@1..8 of one model, holding the machine lock (HF generate uses both cores)."""
-    from verl_frontier.evaluation import evaluate
-
-    with machine_lock():
-        result = evaluate(model, test, n=EVAL_N, temperature=1.0, greedy=True, seed=0, limit=limit)
-    return {
-        "greedy_accuracy": result["greedy_accuracy"],
-        "pass_at_k": result["pass_at_k"],
-        "seconds": result["seconds"],
-    }
 
 
 def summary_rows(results: dict, names: list[str]) -> dict[str, dict]:
@@ -125,16 +112,11 @@ def main(argv=None) -> None:
 
     world = full_world()
     test = world / "data" / "test.parquet"
-    base_path = args.out / "base_eval.json"
-    if base_path.exists():
-        base = json.loads(base_path.read_text())
-    else:
-        base = evaluate_passk(world / "student", test, args.eval_limit)
-        write_json_atomic(base_path, base)
+    base = base_evaluation(args.out, world, EVAL_N, args.eval_limit)
 
     def after_run(arm, seed, run_dir, run):
         checkpoint = final_checkpoint(run_dir, args.steps)
-        run["eval"] = evaluate_passk(checkpoint, test, args.eval_limit)
+        run["eval"] = evaluate_pass_at_k(checkpoint, test, EVAL_N, args.eval_limit)
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # evaluated; ~MBs per run otherwise
         print(f"    pass@k {run['eval']['pass_at_k']}", flush=True)
 

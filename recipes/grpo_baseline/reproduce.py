@@ -18,23 +18,22 @@ Writes ``<out>/results.json`` (resumable), prints markdown tables, saves the acc
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 from verl_frontier.studies import (
     Arm,
     Study,
+    base_evaluation,
+    evaluate_pass_at_k,
     final_checkpoint,
     full_world,
-    machine_lock,
     markdown_table,
     plot_curves,
     publish_results,
     run_study,
     study_parser,
     summarize,
-    write_json_atomic,
 )
 
 LARGE_BATCH = [
@@ -57,17 +56,7 @@ def arms() -> list[Arm]:
     ]
 
 
-def evaluate_model(model: Path, test: Path) -> dict:
-    """Greedy accuracy (per problem too) and pass@1..8, holding the machine lock (HF generate uses both cores)."""
-    from verl_frontier.evaluation import evaluate
-
-    with machine_lock():
-        result = evaluate(model, test, n=EVAL_N, temperature=1.0, greedy=True, seed=0)
-    keep = ("greedy_accuracy", "greedy_scores", "pass_at_k", "greedy_mean_response_tokens", "seconds")
-    return {key: result[key] for key in keep}
-
-
-def paired_table(base: dict, results: dict) -> str:
+def paired_table(results: dict) -> str:
     lines = [
         "| run | greedy before | greedy after | solved only before | solved only after | McNemar p | pass@1 | pass@8 |",
         "|---|---|---|---|---|---|---|---|",
@@ -91,16 +80,10 @@ def main(argv=None) -> None:
 
     world = full_world()
     test = world / "data" / "test.parquet"
-    args.out.mkdir(parents=True, exist_ok=True)
-    base_path = args.out / "base_eval.json"
-    if base_path.exists():
-        base = json.loads(base_path.read_text())
-    else:
-        base = evaluate_model(world / "student", test)
-        write_json_atomic(base_path, base)
+    base = base_evaluation(args.out, world, EVAL_N)
 
     def after_run(arm, seed, run_dir, run):
-        run["eval"] = evaluate_model(final_checkpoint(run_dir, args.steps), test)
+        run["eval"] = evaluate_pass_at_k(final_checkpoint(run_dir, args.steps), test, EVAL_N)
         run["paired"] = mcnemar_exact(base["greedy_scores"], run["eval"]["greedy_scores"])
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # evaluated; ~MBs per run otherwise
         print(f"    paired vs base student: {run['paired']}", flush=True)
@@ -112,7 +95,7 @@ def main(argv=None) -> None:
     names = [arm.name for arm in chosen]
     summary = summarize(results, names)
     print(markdown_table(summary))
-    print(paired_table(base, results))
+    print(paired_table(results))
     here = Path(__file__).resolve().parent
     plot_curves(results, names, here / "grpo_tiny_world.png", "GRPO, tiny world (verl on CPU)")
     base_summary = {k: base[k] for k in ("greedy_accuracy", "pass_at_k")}
