@@ -31,6 +31,8 @@ def test_evaluate_on_small_world(small_world, tmp_path):
     assert 0.0 <= res["greedy_accuracy"] <= 1.0
     assert len(res["greedy_scores"]) == 12 and sum(res["greedy_scores"]) / 12 == pytest.approx(res["greedy_accuracy"])
     assert list(res["pass_at_k"]) == ["1", "2", "3", "4"]
+    assert len(res["sample_correct"]) == 12 and all(0 <= c <= 4 for c in res["sample_correct"])
+    assert sum(res["sample_correct"]) / (12 * 4) == pytest.approx(res["pass_at_k"]["1"])  # pass@1 = mean rate
     p = [res["pass_at_k"][k] for k in "1234"]
     assert all(a <= b + 1e-12 for a, b in zip(p, p[1:]))
     assert res["mean_at_k"]["1"] == pytest.approx(res["pass_at_k"]["1"])

@@ -199,3 +199,49 @@ def test_cli_info_and_module_entry(small_world):
     )
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["size"] == "small"
+
+
+def test_heldout_set_is_fresh_test_side_and_loads_in_verl(small_world, tmp_path):
+    import pyarrow.parquet as pq
+    from omegaconf import OmegaConf
+    from transformers import AutoTokenizer
+    from typer.testing import CliRunner
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    from verl_frontier.tinyworld import tasks
+    from verl_frontier.tinyworld.cli import world_app
+    from verl_frontier.tinyworld.heldout import ensure_heldout, heldout_problems
+    from verl_frontier.tinyworld.reward import compute_score
+
+    out, _ = small_world
+    r = CliRunner().invoke(world_app, ["heldout", str(out), "--rows-per-cell", "40"])
+    assert r.exit_code == 0, r.output
+    path = out / "heldout" / "test.parquet"
+    rows = pq.read_table(path).to_pylist()
+    expressions = {
+        split: {row["extra_info"]["expression"] for row in pq.read_table(out / f"data/{split}.parquet").to_pylist()}
+        for split in ("train", "test")
+    }
+    held = [row["extra_info"]["expression"] for row in rows]
+    assert len(held) == len(set(held)), "held-out expressions repeat"
+    assert not set(held) & expressions["train"] and not set(held) & expressions["test"]
+    assert all(tasks.is_test_problem(e) for e in held)
+    by_k = {k: sum(row["extra_info"]["num_operands"] == k for row in rows) for k in (2, 3)}
+    assert by_k[3] == 40 and 0 <= by_k[2] <= 40  # k = 2 has few unused test-side expressions
+    for row in rows:
+        assert row["prompt"][0]["content"].endswith(tasks.CONCISE_INSTRUCTION)
+        reference = row["extra_info"]["reference"] + "<|endoftext|>"
+        assert compute_score(row["data_source"], reference, row["reward_model"]["ground_truth"])["score"] == 1.0
+    # deterministic from the seed, and cached
+    again = heldout_problems([(2, 1), (3, 1)], 40, 0, expressions["test"])
+    assert [p.expression for p in again] == held
+    stamp = path.stat().st_mtime_ns
+    assert ensure_heldout(out, 40) == path and path.stat().st_mtime_ns == stamp
+    tok = AutoTokenizer.from_pretrained(out / "tokenizer")
+    cfg = {"prompt_key": "prompt", "max_prompt_length": 64, "filter_overlong_prompts": True, "truncation": "error"}
+    cfg = OmegaConf.create({**cfg, "cache_dir": str(tmp_path / "cache"), "return_raw_chat": True})
+    assert len(RLHFDataset(data_files=[str(path)], tokenizer=tok, config=cfg)) == len(rows)
+    with pytest.raises(ValueError, match="rows_per_cell must be >= 1, got 0"):
+        ensure_heldout(out, 0)
+    with pytest.raises(FileNotFoundError, match="no tiny world at"):
+        ensure_heldout(tmp_path / "nowhere")

@@ -182,17 +182,23 @@ def evaluate_pass_at_k(model: Path, test: Path, n: int = 8, limit: int | None = 
 
     with machine_lock():
         result = evaluate(model, test, n=n, temperature=1.0, greedy=True, seed=0, limit=limit)
-    keep = ("greedy_accuracy", "greedy_scores", "pass_at_k", "greedy_mean_response_tokens", "seconds")
+    keep = ("greedy_accuracy", "greedy_scores", "sample_correct", "pass_at_k", "greedy_mean_response_tokens",
+            "by_difficulty", "seconds")  # fmt: skip
     return {key: result[key] for key in keep}
 
 
-def base_evaluation(out: Path, world: Path, n: int = 8, limit: int | None = None) -> dict:
-    """``evaluate_pass_at_k`` of the world's base student, computed once per study (``<out>/base_eval.json``)."""
-    path = out / "base_eval.json"
+def base_evaluation(
+    out: Path, world: Path, n: int = 8, limit: int | None = None, test: Path | None = None, name: str = "base_eval"
+) -> dict:
+    """``evaluate_pass_at_k`` of the world's base student on ``test`` (default ``data/test.parquet``), computed
+    once per study (``<out>/<name>.json``)."""
+    path = out / f"{name}.json"
     if path.exists():
-        return json.loads(path.read_text())
+        cached = json.loads(path.read_text())
+        if "sample_correct" in cached:  # else written before per-problem sample counts were kept: redo
+            return cached
     out.mkdir(parents=True, exist_ok=True)
-    base = evaluate_pass_at_k(world / "student", world / "data" / "test.parquet", n, limit)
+    base = evaluate_pass_at_k(world / "student", test or world / "data" / "test.parquet", n, limit)
     write_json_atomic(path, base)
     return base
 

@@ -1,19 +1,26 @@
 """GRPO in the tiny world, through verl's real trainer on CPU: does it raise the student's greedy accuracy?
 
-Arms (verl's built-in ``grpo`` advantage, KL loss 0.001 against the reference model, one update per step; they
-differ in batch size and learning rate):
+Arms (verl's built-in ``grpo`` advantage, one update per step; they differ in batch size, learning rate, KL loss
+and warm-up):
 
-* ``grpo_64x8``  64 prompts x 8 samples per step (512 sequences), lr 3e-5: the measured setting
-* ``grpo_8x4``   ``grpo_baseline_tiny.yaml`` as it is (8 prompts x 4 samples, lr 1e-4), the quick smoke config
+* ``grpo_64x8_nokl`` 64 prompts x 8 samples per step (512 sequences), lr 3e-5 after 10 linear warm-up steps,
+  no KL loss (and so no reference model): the measured setting
+* ``grpo_64x8``      the same batch, lr 3e-5 from step 0, KL loss 0.001 against the reference model
+* ``grpo_8x4``       ``grpo_baseline_tiny.yaml`` as it is (8 prompts x 4 samples, lr 1e-4), the quick smoke config
 
-Each run keeps its final checkpoint, which is then evaluated on the 415 held-out problems (greedy accuracy,
-pass@1..8 from n = 8 samples at T = 1, by ``verl_frontier.evaluation.evaluate``) and compared with the base
-student problem by problem (exact McNemar test on greedy correctness, ``verl_frontier.evaluation.paired``).
+Each run keeps its final checkpoint, which is then evaluated on the 415 validation problems (``data/test.parquet``)
+and on the world's larger held-out set (``heldout/test.parquet``: fresh test-side problems that verl never
+validated on, ``verl_frontier.tinyworld.heldout``): greedy accuracy and pass@1..8 from n = 8 samples at T = 1
+(``verl_frontier.evaluation.evaluate``), compared with the base student problem by problem: exact McNemar test on
+greedy correctness and exact sign-flip test on the per-problem count of correct samples
+(``verl_frontier.evaluation.paired``).
 
-    python recipes/grpo_baseline/reproduce.py [--seeds 0] [--steps 100] [--arms grpo_64x8] [--out outputs/grpo_study]
+    python recipes/grpo_baseline/reproduce.py [--seeds 0] [--steps 100] [--arms grpo_64x8_nokl]
+                                              [--out outputs/grpo_study]
 
-Writes ``<out>/results.json`` (resumable), prints markdown tables, saves the accuracy-over-steps PNG to
-``recipes/grpo_baseline/grpo_tiny_world.png`` and ``results.json`` / ``results_runs.json`` beside it.
+Writes ``<out>/results.json`` (resumable; seeded from this folder's ``results_runs.json`` so earlier arms are
+kept), prints markdown tables, saves the accuracy-over-steps PNG to ``recipes/grpo_baseline/grpo_tiny_world.png``
+and ``results.json`` / ``results_runs.json`` beside it.
 """
 
 from __future__ import annotations
@@ -47,10 +54,13 @@ LARGE_BATCH = [
     "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=128",
 ]
 EVAL_N = 8
+HELDOUT_ROWS_PER_CELL = 400
+NO_KL_WARMUP = ["actor_rollout_ref.actor.use_kl_loss=false", "actor_rollout_ref.actor.optim.lr_warmup_steps=10"]
 
 
 def arms() -> list[Arm]:
     return [
+        Arm("grpo_64x8_nokl", "grpo_baseline", "grpo_baseline_tiny", LARGE_BATCH + NO_KL_WARMUP),
         Arm("grpo_64x8", "grpo_baseline", "grpo_baseline_tiny", LARGE_BATCH),
         Arm("grpo_8x4", "grpo_baseline", "grpo_baseline_tiny", ["data.val_batch_size=512"]),
     ]
@@ -58,48 +68,70 @@ def arms() -> list[Arm]:
 
 def paired_table(results: dict) -> str:
     lines = [
-        "| run | greedy before | greedy after | solved only before | solved only after | McNemar p | pass@1 | pass@8 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| run | eval set | greedy before | greedy after | solved only before / after | McNemar p | "
+        "pass@1 before | pass@1 after | sign-flip p | pass@8 before | pass@8 after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, run in results["runs"].items():
-        if "paired" in run:
-            p = run["paired"]
+        for name in EVAL_SETS:
+            if f"paired_{name}" not in run and not (name == "test" and "paired" in run):
+                continue
+            g = run.get(f"paired_{name}") or run["paired"]  # "paired": runs made before the held-out set existed
+            e = run.get(f"eval_{name}") or run["eval"]
+            before = results.get("base", {}).get(name, {}).get("pass_at_k", {})
+            flip = run.get(f"sign_flip_{name}")
             lines.append(
-                f"| {key} | {p['before_acc']:.3f} | {p['after_acc']:.3f} | {p['only_before']} | {p['only_after']} | "
-                f"{p['p_value']:.2g} | {run['eval']['pass_at_k']['1']:.3f} | {run['eval']['pass_at_k']['8']:.3f} |"
+                f"| {key} | {name} ({g['n']}) | {g['before_acc']:.3f} | {g['after_acc']:.3f} | "
+                f"{g['only_before']} / {g['only_after']} | {g['p_value']:.2g} | {before.get('1', float('nan')):.3f} | "
+                f"{e['pass_at_k']['1']:.3f} | {flip['p_value'] if flip else float('nan'):.2g} | "
+                f"{before.get('8', float('nan')):.3f} | {e['pass_at_k']['8']:.3f} |"
             )
     return "\n".join(lines)
 
 
+EVAL_SETS = ("test", "heldout")
+
+
 def main(argv=None) -> None:
-    from verl_frontier.evaluation.paired import mcnemar_exact
+    from verl_frontier.evaluation.paired import mcnemar_exact, sign_flip_exact
+    from verl_frontier.tinyworld.heldout import ensure_heldout
 
     parser = study_parser(__doc__, "grpo", seeds=[0], steps=100, test_freq=25)
     parser.add_argument("--arms", nargs="+", default=None, help="subset of arm names")
     args, extra = parser.parse_known_args(argv)
 
+    here = Path(__file__).resolve().parent
     world = full_world()
-    test = world / "data" / "test.parquet"
-    base = base_evaluation(args.out, world, EVAL_N)
+    eval_sets = {"test": world / "data" / "test.parquet", "heldout": ensure_heldout(world, HELDOUT_ROWS_PER_CELL)}
+    cache_names = {"test": "base_eval", "heldout": "base_heldout"}
+    base = {name: base_evaluation(args.out, world, EVAL_N, test=path, name=cache_names[name])
+            for name, path in eval_sets.items()}  # fmt: skip
+    results_path = args.out / "results.json"
+    if not results_path.exists() and (here / "results_runs.json").exists():  # keep the arms measured earlier
+        args.out.mkdir(parents=True, exist_ok=True)
+        shutil.copy(here / "results_runs.json", results_path)
 
     def after_run(arm, seed, run_dir, run):
-        run["eval"] = evaluate_pass_at_k(final_checkpoint(run_dir, args.steps), test, EVAL_N)
-        run["paired"] = mcnemar_exact(base["greedy_scores"], run["eval"]["greedy_scores"])
+        checkpoint = final_checkpoint(run_dir, args.steps)
+        for name, path in eval_sets.items():
+            ev = run[f"eval_{name}"] = evaluate_pass_at_k(checkpoint, path, EVAL_N)
+            run[f"paired_{name}"] = mcnemar_exact(base[name]["greedy_scores"], ev["greedy_scores"])
+            run[f"sign_flip_{name}"] = sign_flip_exact(base[name]["sample_correct"], ev["sample_correct"])
+            print(f"    {name} greedy: {run[f'paired_{name}']}", flush=True)
+            print(f"    {name} samples: {run[f'sign_flip_{name}']}", flush=True)
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # evaluated; ~MBs per run otherwise
-        print(f"    paired vs base student: {run['paired']}", flush=True)
 
     chosen = [arm for arm in arms() if args.arms is None or arm.name in args.arms]
     study = Study("grpo_tiny_world", chosen, metric_keys=("critic/score/mean", "timing_s/step"))
     results = run_study(study, args.seeds, args.out, args.steps, args.test_freq, world=world, extra=extra,
                         after_run=after_run)  # fmt: skip
-    names = [arm.name for arm in chosen]
+    results["base"] = {name: {k: b[k] for k in ("greedy_accuracy", "pass_at_k")} for name, b in base.items()}
+    names = [arm.name for arm in arms() if any(key.startswith(f"{arm.name}/") for key in results["runs"])]
     summary = summarize(results, names)
     print(markdown_table(summary))
     print(paired_table(results))
-    here = Path(__file__).resolve().parent
     plot_curves(results, names, here / "grpo_tiny_world.png", "GRPO, tiny world (verl on CPU)")
-    base_summary = {k: base[k] for k in ("greedy_accuracy", "pass_at_k")}
-    publish_results(here, args.out, {"summary": summary, "base": base_summary, "steps": args.steps})
+    publish_results(here, args.out, {"summary": summary, "base": results["base"], "steps": args.steps})
 
 
 if __name__ == "__main__":

@@ -199,6 +199,8 @@ def evaluate(
         diff = breakdown(lambda r: (r.get("extra_info") or {}).get("difficulty"))
         if diff:
             result["by_difficulty"] = diff
+        if sample_scores is not None:  # per problem, in row order: paired comparisons (paired.sign_flip_exact)
+            result["sample_correct"] = [c for _, c in counts_from_scores(sample_scores)]
         if greedy_out is not None:
             result["greedy_scores"] = greedy_scores  # per problem, in row order: paired comparisons (paired.py)
             result["examples"] = [

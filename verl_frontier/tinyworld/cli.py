@@ -1,4 +1,4 @@
-"""``frontier world build|info`` (typer app ``world_app``)."""
+"""``frontier world build|info|heldout`` (typer app ``world_app``)."""
 
 from __future__ import annotations
 
@@ -62,6 +62,21 @@ def info_cmd(
     for k, v in m.get("layout", {}).items():
         typer.echo(f"  {k:14s} {d / v}")
     typer.echo(format_figures(m))
+
+
+@world_app.command("heldout")
+def heldout_cmd(
+    path: Path | None = typer.Argument(None, help="World dir (default: as for build)."),
+    seed: int = typer.Option(0, "--seed"),
+    size: str = typer.Option("full", "--size"),
+    rows_per_cell: int = typer.Option(400, "--rows-per-cell", help="Distinct problems per (k, d) cell, at most."),
+) -> None:
+    """Write the world's larger held-out set (heldout/test.parquet: test-side problems not in data/test.parquet)."""
+    from .heldout import ensure_heldout
+    from .paths import world_dir
+
+    out = ensure_heldout(path or world_dir(size, seed), rows_per_cell)
+    typer.echo(f"{out}\n{(out.parent / 'stats.json').read_text()}")
 
 
 def main() -> None:
