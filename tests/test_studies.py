@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -57,6 +58,28 @@ def test_run_study_resumes_and_records_after_run(tmp_path, monkeypatch):
     assert not math.isnan(summary["a"]["final_std"])
 
 
+def test_run_arm_passes_absolute_paths_to_verl(tmp_path, monkeypatch):
+    """verl runs with cwd = the run dir: a relative ``--out`` must not become a path relative to it."""
+    import contextlib
+    import subprocess
+
+    seen = {}
+
+    def fake_subprocess_run(cmd, env, cwd, **kwargs):
+        seen.update(cmd=cmd, env=env, cwd=cwd)
+        Path(env["VERL_FILE_LOGGER_PATH"]).write_text(json.dumps({"step": 0, "data": {"val/acc/mean@1": 0.5}}) + "\n")
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(studies.subprocess, "run", fake_subprocess_run)
+    monkeypatch.setattr(studies, "machine_lock", contextlib.nullcontext)
+    monkeypatch.chdir(tmp_path)
+    run = studies.run_arm(studies.Arm("a", "grpo_baseline", "grpo_baseline_tiny"), 0, Path("rel/a"), 2, 1)
+    out = tmp_path / "rel" / "a"
+    assert Path(seen["cwd"]) == out and Path(seen["env"]["VERL_FILE_LOGGER_PATH"]) == out / "metrics.jsonl"
+    assert f"trainer.default_local_dir={out / 'checkpoints'}" in seen["cmd"]
+    assert run["steps"] == 2 and (out / "train.log").exists()
+
+
 def statistics_mean(values):
     return sum(values) / len(values)
 
@@ -86,3 +109,35 @@ def test_study_parser_defaults_and_passthrough_overrides():
     assert args.out == repo_root() / "outputs" / "demo_study"
     assert extra == ["actor_rollout_ref.actor.optim.lr=1e-3"]  # Hydra overrides go through to verl
     assert parser.description == "Title line."
+
+
+def test_grpo_reproduce_paired_table_reads_old_and_new_runs():
+    """The GRPO study's table: runs from before the held-out set (``paired``/``eval``) and after (per eval set)."""
+    import importlib.util
+
+    from verl_frontier.tinyworld.paths import repo_root
+
+    spec = importlib.util.spec_from_file_location("grpo_reproduce", repo_root() / "recipes/grpo_baseline/reproduce.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    greedy = {"n": 4, "before_acc": 0.25, "after_acc": 0.75, "only_before": 0, "only_after": 2, "p_value": 0.5}
+    ev = {"pass_at_k": {"1": 0.5, "8": 0.9}}
+    results = {
+        "base": {"test": {"pass_at_k": {"1": 0.25, "8": 0.8}}, "heldout": {"pass_at_k": {"1": 0.2, "8": 0.7}}},
+        "runs": {
+            "old/seed0": {"paired": greedy, "eval": ev},
+            "new/seed0": {
+                **{f"paired_{name}": greedy for name in ("test", "heldout")},
+                **{f"eval_{name}": ev for name in ("test", "heldout")},
+                **{f"sign_flip_{name}": {"p_value": 0.03} for name in ("test", "heldout")},
+            },
+        },
+    }
+    rows = module.paired_table(results).splitlines()[2:]
+    assert rows == [
+        "| old/seed0 | test (4) | 0.250 | 0.750 | 0 / 2 | 0.5 | 0.250 | 0.500 | nan | 0.800 | 0.900 |",
+        "| new/seed0 | test (4) | 0.250 | 0.750 | 0 / 2 | 0.5 | 0.250 | 0.500 | 0.03 | 0.800 | 0.900 |",
+        "| new/seed0 | heldout (4) | 0.250 | 0.750 | 0 / 2 | 0.5 | 0.200 | 0.500 | 0.03 | 0.700 | 0.900 |",
+    ]
+    assert [arm.name for arm in module.arms()] == ["grpo_64x8_nokl", "grpo_64x8", "grpo_8x4"]
+    assert "actor_rollout_ref.actor.use_kl_loss=false" in module.arms()[0].overrides

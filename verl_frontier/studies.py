@@ -145,6 +145,7 @@ def run_arm(
 
     ``save_final``: keep verl's checkpoint of the last step (``final_checkpoint(out, steps)``) for evaluation.
     ``console``: print the command and let verl's console progress through (else it goes to ``train.log``)."""
+    out = Path(out).resolve()  # verl runs with cwd=out: a relative metrics/checkpoint path would land inside it
     out.mkdir(parents=True, exist_ok=True)
     metrics_path = out / "metrics.jsonl"
     metrics_path.unlink(missing_ok=True)

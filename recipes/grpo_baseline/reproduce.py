@@ -18,8 +18,7 @@ greedy correctness and exact sign-flip test on the per-problem count of correct 
     python recipes/grpo_baseline/reproduce.py [--seeds 0] [--steps 100] [--arms grpo_64x8_nokl]
                                               [--out outputs/grpo_study]
 
-Writes ``<out>/results.json`` (resumable; seeded from this folder's ``results_runs.json`` so earlier arms are
-kept), prints markdown tables, saves the accuracy-over-steps PNG to ``recipes/grpo_baseline/grpo_tiny_world.png``
+Writes ``<out>/results.json`` (resumable), prints markdown tables, saves the accuracy-over-steps PNG to ``recipes/grpo_baseline/grpo_tiny_world.png``
 and ``results.json`` / ``results_runs.json`` beside it.
 """
 
@@ -106,10 +105,6 @@ def main(argv=None) -> None:
     cache_names = {"test": "base_eval", "heldout": "base_heldout"}
     base = {name: base_evaluation(args.out, world, EVAL_N, test=path, name=cache_names[name])
             for name, path in eval_sets.items()}  # fmt: skip
-    results_path = args.out / "results.json"
-    if not results_path.exists() and (here / "results_runs.json").exists():  # keep the arms measured earlier
-        args.out.mkdir(parents=True, exist_ok=True)
-        shutil.copy(here / "results_runs.json", results_path)
 
     def after_run(arm, seed, run_dir, run):
         checkpoint = final_checkpoint(run_dir, args.steps)
