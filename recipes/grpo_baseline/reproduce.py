@@ -18,8 +18,9 @@ greedy correctness and exact sign-flip test on the per-problem count of correct 
     python recipes/grpo_baseline/reproduce.py [--seeds 0] [--steps 100] [--arms grpo_64x8_nokl]
                                               [--out outputs/grpo_study]
 
-Writes ``<out>/results.json`` (resumable), prints markdown tables, saves the accuracy-over-steps PNG to ``recipes/grpo_baseline/grpo_tiny_world.png``
-and ``results.json`` / ``results_runs.json`` beside it.
+Writes ``<out>/results.json`` (resumable), prints markdown tables, and saves beside this script the
+accuracy-over-steps PNG (``grpo_tiny_world.png``), the before/after bars with their p-values
+(``grpo_paired.png``), ``results.json`` and ``results_runs.json``.
 """
 
 from __future__ import annotations
@@ -91,6 +92,35 @@ def paired_table(results: dict) -> str:
 EVAL_SETS = ("test", "heldout")
 
 
+def plot_paired(results: dict, path: Path) -> None:
+    """Base vs trained student per run and eval set: greedy accuracy (McNemar p) and pass@1 (sign-flip p)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bars = [(key, name, run) for key, run in results["runs"].items() for name in EVAL_SETS if f"eval_{name}" in run]
+    if not bars:
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    panels = (("greedy accuracy", "greedy_accuracy", "paired", "McNemar"), ("pass@1 (n = 8, T = 1)", None, "sign_flip",
+              "sign-flip"))  # fmt: skip
+    for ax, (label, key, test, test_name) in zip(axes, panels):
+        for i, (_, name, run) in enumerate(bars):
+            base = results["base"][name]
+            before = base[key] if key else base["pass_at_k"]["1"]
+            after = run[f"eval_{name}"][key] if key else run[f"eval_{name}"]["pass_at_k"]["1"]
+            ax.bar([3 * i, 3 * i + 1], [before, after], color=["0.6", "C0"], width=0.9)
+            ax.text(3 * i + 0.5, max(before, after) + 0.01, f"p = {run[f'{test}_{name}']['p_value']:.2g}", ha="center")
+        ax.set_xticks([3 * i + 0.5 for i in range(len(bars))])
+        ax.set_xticklabels([f"{k.split('/')[0]}\n{name} ({run[f'paired_{name}']['n']})" for k, name, run in bars])
+        ax.set_title(f"{label}, base (grey) vs GRPO\n(p: exact {test_name} test)")
+        ax.set_ylim(0, max(ax.get_ylim()[1], 0.1) * 1.1)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv=None) -> None:
     from verl_frontier.evaluation.paired import mcnemar_exact, sign_flip_exact
     from verl_frontier.tinyworld.heldout import ensure_heldout
@@ -125,7 +155,8 @@ def main(argv=None) -> None:
     summary = summarize(results, names)
     print(markdown_table(summary))
     print(paired_table(results))
-    plot_curves(results, names, here / "grpo_tiny_world.png", "GRPO, tiny world (verl on CPU)")
+    plot_curves(results, names, here / "grpo_tiny_world.png", "GRPO, tiny world (verl on CPU): validation set")
+    plot_paired(results, here / "grpo_paired.png")
     publish_results(here, args.out, {"summary": summary, "base": results["base"], "steps": args.steps})
 
 
