@@ -1,0 +1,60 @@
+"""Train one tiny-world role with other SFT steps / lr and print its build figures (one JSON line).
+
+Used for the "Can the build fit 5 minutes" table in this folder's README:
+    .venv/bin/python recipes/tinyworld/sweep_sft.py teacher 550 3e-3 [--world .world/full-seed0]
+Same model spec, seed and batch recipe as `frontier world build --size full`; only steps and lr change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import torch
+from transformers import AutoTokenizer
+
+from verl_frontier.tinyworld.builder import SIZES, measure
+from verl_frontier.tinyworld.paths import world_dir
+from verl_frontier.tinyworld.sft import make_model, train
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("role", choices=["teacher", "student"])
+    ap.add_argument("steps", type=int)
+    ap.add_argument("lr", type=float)
+    ap.add_argument("--world", type=Path, default=None, help="a built full world (default: seed 0's)")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    world = args.world or world_dir("full", 0)
+    if not (world / "manifest.json").exists():
+        raise SystemExit(f"no built world at {world}: run `frontier world build` first")
+    torch.set_num_threads(args.threads)
+    cfg = SIZES["full"]
+    seed = 1 if args.role == "teacher" else 2  # the build's model seeds for seed 0
+    mspec = cfg.teacher if args.role == "teacher" else cfg.student
+    tspec = replace(cfg.teacher_train if args.role == "teacher" else cfg.student_train, steps=args.steps, lr=args.lr)
+    tok = AutoTokenizer.from_pretrained(world / "tokenizer")
+    model = make_model(mspec, tok, seed)
+    stats = train(model, tok, tspec, cfg.cells, cfg.cell_weights, seed, progress=True)
+    test = pq.read_table(world / "data/test.parquet").to_pylist()
+    verbose = pq.read_table(world / "data/test_verbose.parquet").to_pylist()[: cfg.verbose_eval_rows]
+    figs = measure(
+        model,
+        tok,
+        test,
+        verbose,
+        sample_n=cfg.sample_n if args.role == "student" else None,
+        seed=0,
+        sample_rows=cfg.sample_eval_rows,
+    )
+    keep = ["greedy_acc", "greedy_acc_by_operands", "verbose_greedy_acc", "frac_pass_rate_mixed"]
+    row = {"role": args.role, "steps": args.steps, "lr": args.lr, "train_seconds": stats["train_seconds"]}
+    print(json.dumps({**row, **{k: figs.get(k) for k in keep}}))
+
+
+if __name__ == "__main__":
+    main()
