@@ -245,3 +245,15 @@ def test_heldout_set_is_fresh_test_side_and_loads_in_verl(small_world, tmp_path)
         ensure_heldout(out, 0)
     with pytest.raises(FileNotFoundError, match="no tiny world at"):
         ensure_heldout(tmp_path / "nowhere")
+
+
+def test_role_seeds_and_specs():
+    from verl_frontier.tinyworld.builder import SIZES, model_seed, role_specs
+
+    # the seeds every built world's models were trained with (changing them changes every world's hashes)
+    assert [model_seed(s, r) for s in (0, 3) for r in ("teacher", "student")] == [1, 2, 3001, 3002]
+    cfg = SIZES["full"]
+    assert role_specs(cfg, "teacher") == (cfg.teacher, cfg.teacher_train)
+    assert role_specs(cfg, "student") == (cfg.student, cfg.student_train)
+    with pytest.raises(ValueError, match="'critic'"):
+        role_specs(cfg, "critic")

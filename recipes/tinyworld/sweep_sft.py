@@ -2,7 +2,8 @@
 
 Used for the "Can the build fit 5 minutes" table in this folder's README:
     .venv/bin/python recipes/tinyworld/sweep_sft.py teacher 550 3e-3 [--world .world/full-seed0]
-Same model spec, seed and batch recipe as `frontier world build --size full`; only steps and lr change.
+Same model spec, seed and batch recipe as the world's own build (its manifest's size and seed); only steps and
+lr change.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pyarrow.parquet as pq
 import torch
 from transformers import AutoTokenizer
 
-from verl_frontier.tinyworld.builder import SIZES, measure
+from verl_frontier.tinyworld.builder import SIZES, measure, model_seed, role_specs
 from verl_frontier.tinyworld.paths import world_dir
 from verl_frontier.tinyworld.sft import make_model, train
 
@@ -26,29 +27,31 @@ def main() -> None:
     ap.add_argument("role", choices=["teacher", "student"])
     ap.add_argument("steps", type=int)
     ap.add_argument("lr", type=float)
-    ap.add_argument("--world", type=Path, default=None, help="a built full world (default: seed 0's)")
+    ap.add_argument("--world", type=Path, default=None, help="a built world (default: the full world of seed 0)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     world = args.world or world_dir("full", 0)
     if not (world / "manifest.json").exists():
         raise SystemExit(f"no built world at {world}: run `frontier world build` first")
+    manifest = json.loads((world / "manifest.json").read_text())
     torch.set_num_threads(args.threads)
-    cfg = SIZES["full"]
-    seed = 1 if args.role == "teacher" else 2  # the build's model seeds for seed 0
-    mspec = cfg.teacher if args.role == "teacher" else cfg.student
-    tspec = replace(cfg.teacher_train if args.role == "teacher" else cfg.student_train, steps=args.steps, lr=args.lr)
+    cfg = SIZES[manifest["size"]]
+    seed = model_seed(manifest["seed"], args.role)
+    mspec, tspec = role_specs(cfg, args.role)
+    tspec = replace(tspec, steps=args.steps, lr=args.lr)
     tok = AutoTokenizer.from_pretrained(world / "tokenizer")
     model = make_model(mspec, tok, seed)
     stats = train(model, tok, tspec, cfg.cells, cfg.cell_weights, seed, progress=True)
     test = pq.read_table(world / "data/test.parquet").to_pylist()
     verbose = pq.read_table(world / "data/test_verbose.parquet").to_pylist()[: cfg.verbose_eval_rows]
-    figs = measure(
+    figs = measure(  # as the build measures its models
         model,
         tok,
         test,
         verbose,
         sample_n=cfg.sample_n if args.role == "student" else None,
-        seed=0,
+        seed=manifest["seed"],
+        max_new_tokens=cfg.eval_max_new_tokens,
         sample_rows=cfg.sample_eval_rows,
     )
     keep = ["greedy_acc", "greedy_acc_by_operands", "verbose_greedy_acc", "frac_pass_rate_mixed"]

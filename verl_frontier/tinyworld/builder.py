@@ -245,6 +245,21 @@ def _cpu_seconds() -> float:
     return time.process_time() + ch.ru_utime + ch.ru_stime
 
 
+ROLES = ("teacher", "student")
+
+
+def role_specs(cfg: SizeConfig, role: str) -> tuple[ModelSpec, TrainSpec]:
+    """The model and SFT specs of one role ("teacher" or "student") of a world size."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    return (cfg.teacher, cfg.teacher_train) if role == "teacher" else (cfg.student, cfg.student_train)
+
+
+def model_seed(world_seed: int, role: str) -> int:
+    """The seed a role's model init and SFT batches use in a world built from ``world_seed``."""
+    return world_seed * 1000 + 1 + ROLES.index(role)
+
+
 def _train_role(job, threads: int = 1) -> tuple[str, dict]:
     """Train and save one model (runs in a worker process or in-process). Deterministic from its seed."""
     role, size, mseed, tmp, progress, position = job
@@ -252,7 +267,7 @@ def _train_role(job, threads: int = 1) -> tuple[str, dict]:
     from transformers import AutoTokenizer
 
     cfg = SIZES[size]
-    mspec, tspec = (cfg.teacher, cfg.teacher_train) if role == "teacher" else (cfg.student, cfg.student_train)
+    mspec, tspec = role_specs(cfg, role)
     tokenizer = AutoTokenizer.from_pretrained(Path(tmp) / "tokenizer")
     model = make_model(mspec, tokenizer, mseed)
     stats = train(
@@ -348,13 +363,11 @@ def build(
 
         figures: dict = {}
         jobs = [
-            ("teacher", size, seed * 1000 + 1, str(tmp), progress and not quiet, 0),
-            ("student", size, seed * 1000 + 2, str(tmp), progress and not quiet, 1),
+            (role, size, model_seed(seed, role), str(tmp), progress and not quiet, position)
+            for position, role in enumerate(ROLES)
         ]
-        for role, mspec, tspec in (
-            ("teacher", cfg.teacher, cfg.teacher_train),
-            ("student", cfg.student, cfg.student_train),
-        ):
+        for role in ROLES:
+            mspec, tspec = role_specs(cfg, role)
             _log(f"{role}: {mspec} {tspec.steps} SFT steps", quiet)
         t = time.perf_counter()
         if parallel is None:
