@@ -41,6 +41,15 @@ def test_small_world_builds_fast_and_is_complete(small_world):
     ):
         assert (out / rel).is_file(), rel
     assert set(m["files"]) >= {"data/train.parquet", "tokenizer/tokenizer.json", "teacher/model.safetensors"}
+    from verl_frontier.tinyworld.builder import SIZES
+
+    small = SIZES["small"]
+    assert m["task"]["verbose_frac_batches"] == {
+        "teacher": small.teacher_train.verbose_frac,
+        "student": small.student_train.verbose_frac,
+    }
+    for role in ("teacher", "student"):  # what each role was trained with is in the manifest, per role
+        assert m["figures"][role]["train_spec"]["verbose_frac"] == m["task"]["verbose_frac_batches"][role]
     for role in ("teacher", "student"):
         f = m["figures"][role]
         assert 0.0 <= f["greedy_acc"] <= 1.0 and f["params"] > 0

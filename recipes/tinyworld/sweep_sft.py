@@ -29,6 +29,11 @@ def main() -> None:
     ap.add_argument("lr", type=float)
     ap.add_argument("--world", type=Path, default=None, help="a built world (default: the full world of seed 0)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=None, help="problems per concise batch (default: the world's)")
+    ap.add_argument("--warmup-frac", type=float, default=None)
+    ap.add_argument("--weight-decay", type=float, default=None)
+    ap.add_argument("--verbose-frac", type=float, default=None)
+    ap.add_argument("--verbose-batch-div", type=int, default=None)
     args = ap.parse_args()
     world = args.world or world_dir("full", 0)
     if not (world / "manifest.json").exists():
@@ -39,6 +44,15 @@ def main() -> None:
     seed = model_seed(manifest["seed"], args.role)
     mspec, tspec = role_specs(cfg, args.role)
     tspec = replace(tspec, steps=args.steps, lr=args.lr)
+    for key, value in (
+        ("batch_size", args.batch),
+        ("warmup_frac", args.warmup_frac),
+        ("weight_decay", args.weight_decay),
+        ("verbose_frac", args.verbose_frac),
+        ("verbose_batch_div", args.verbose_batch_div),
+    ):
+        if value is not None:
+            tspec = replace(tspec, **{key: value})
     tok = AutoTokenizer.from_pretrained(world / "tokenizer")
     model = make_model(mspec, tok, seed)
     stats = train(model, tok, tspec, cfg.cells, cfg.cell_weights, seed, progress=True)
@@ -55,7 +69,9 @@ def main() -> None:
         sample_rows=cfg.sample_eval_rows,
     )
     keep = ["greedy_acc", "greedy_acc_by_operands", "verbose_greedy_acc", "frac_pass_rate_mixed"]
-    row = {"role": args.role, "steps": args.steps, "lr": args.lr, "train_seconds": stats["train_seconds"]}
+    row = {"role": args.role, "steps": args.steps, "lr": args.lr, "batch": tspec.batch_size}
+    row.update(warmup_frac=tspec.warmup_frac, weight_decay=tspec.weight_decay, verbose_frac=tspec.verbose_frac)
+    row.update(verbose_batch_div=tspec.verbose_batch_div, train_seconds=stats["train_seconds"])
     print(json.dumps({**row, **{k: figs.get(k) for k in keep}}))
 
 
