@@ -48,10 +48,9 @@ def test_small_world_builds_fast_and_is_complete(small_world):
         "teacher": small.teacher_train.verbose_frac,
         "student": small.student_train.verbose_frac,
     }
-    for role in ("teacher", "student"):  # what each role was trained with is in the manifest, per role
-        assert m["figures"][role]["train_spec"]["verbose_frac"] == m["task"]["verbose_frac_batches"][role]
     for role in ("teacher", "student"):
         f = m["figures"][role]
+        assert f["train_spec"]["verbose_frac"] == m["task"]["verbose_frac_batches"][role]  # what it trained with
         assert 0.0 <= f["greedy_acc"] <= 1.0 and f["params"] > 0
 
 

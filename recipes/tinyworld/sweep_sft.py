@@ -2,15 +2,15 @@
 
 Used for the "Can the build fit 5 minutes" table in this folder's README:
     .venv/bin/python recipes/tinyworld/sweep_sft.py teacher 550 3e-3 [--world .world/full-seed0]
-Same model spec, seed and batch recipe as the world's own build (its manifest's size and seed); only steps and
-lr change.
+Same model spec, seed and batch recipe as the world's own build (its manifest's size and seed); only the SFT
+settings given on the command line change (steps, lr, and optionally batch size, warm-up, weight decay, verbose share).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -43,16 +43,16 @@ def main() -> None:
     cfg = SIZES[manifest["size"]]
     seed = model_seed(manifest["seed"], args.role)
     mspec, tspec = role_specs(cfg, args.role)
-    tspec = replace(tspec, steps=args.steps, lr=args.lr)
-    for key, value in (
-        ("batch_size", args.batch),
-        ("warmup_frac", args.warmup_frac),
-        ("weight_decay", args.weight_decay),
-        ("verbose_frac", args.verbose_frac),
-        ("verbose_batch_div", args.verbose_batch_div),
-    ):
-        if value is not None:
-            tspec = replace(tspec, **{key: value})
+    overrides = {
+        "steps": args.steps,
+        "lr": args.lr,
+        "batch_size": args.batch,
+        "warmup_frac": args.warmup_frac,
+        "weight_decay": args.weight_decay,
+        "verbose_frac": args.verbose_frac,
+        "verbose_batch_div": args.verbose_batch_div,
+    }
+    tspec = replace(tspec, **{key: value for key, value in overrides.items() if value is not None})
     tok = AutoTokenizer.from_pretrained(world / "tokenizer")
     model = make_model(mspec, tok, seed)
     stats = train(model, tok, tspec, cfg.cells, cfg.cell_weights, seed, progress=True)
@@ -69,9 +69,7 @@ def main() -> None:
         sample_rows=cfg.sample_eval_rows,
     )
     keep = ["greedy_acc", "greedy_acc_by_operands", "verbose_greedy_acc", "frac_pass_rate_mixed"]
-    row = {"role": args.role, "steps": args.steps, "lr": args.lr, "batch": tspec.batch_size}
-    row.update(warmup_frac=tspec.warmup_frac, weight_decay=tspec.weight_decay, verbose_frac=tspec.verbose_frac)
-    row.update(verbose_batch_div=tspec.verbose_batch_div, train_seconds=stats["train_seconds"])
+    row = {"role": args.role, **asdict(tspec), "train_seconds": stats["train_seconds"]}
     print(json.dumps({**row, **{k: figs.get(k) for k in keep}}))
 
 

@@ -440,10 +440,7 @@ def build(
                 "data_source": tasks.DATA_SOURCE,
                 "cells": [list(c) for c in cfg.cells],
                 "concise_instruction": tasks.CONCISE_INSTRUCTION,
-                "verbose_frac_batches": {
-                    "teacher": cfg.teacher_train.verbose_frac,
-                    "student": cfg.student_train.verbose_frac,
-                },
+                "verbose_frac_batches": {role: role_specs(cfg, role)[1].verbose_frac for role in ROLES},
                 "reward": "verl_frontier.tinyworld.reward:compute_score",
             },
             "figures": figures,
