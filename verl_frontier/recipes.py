@@ -117,7 +117,8 @@ def get_recipe(name: str, root: str | os.PathLike | None = None) -> Recipe:
 
 
 def describe(path: Path) -> str:
-    """One-line description: a ``description:`` line in README.md, else its first text line after the title."""
+    """One-line description: a ``description:`` line in README.md, else its first paragraph after the title
+    (lines joined, so a description wrapped over several lines is shown whole)."""
     readme = path / "README.md"
     if not readme.is_file():
         return ""
@@ -127,8 +128,14 @@ def describe(path: Path) -> str:
         if match:
             return match.group(1).strip()
     seen_title = False
+    paragraph: list[str] = []
     for line in lines:
         stripped = line.strip()
+        if paragraph:
+            if not stripped or stripped.startswith(("#", "<!--", "---", "|", "```")):
+                break
+            paragraph.append(stripped)
+            continue
         if not stripped or stripped.startswith(("<!--", "---")):
             continue
         if stripped.startswith("#"):
@@ -136,8 +143,8 @@ def describe(path: Path) -> str:
                 break
             seen_title = True
             continue
-        return stripped
-    return ""
+        paragraph.append(stripped)
+    return " ".join(paragraph)
 
 
 # ---------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
-# Submit paced_two_stage to SLURM through the shared launcher (`frontier launch --help`): [--nodes N ...] [Hydra overrides].
+# Submit paced_two_stage to SLURM through the shared launcher (`frontier launch --help`). Run it with bash, not sbatch
+# (the launcher writes the job script and calls sbatch): bash slurm.sh [--partition P --nodes N ...] [Hydra overrides].
 CONFIG_NAME="${CONFIG_NAME:-paced_two_stage}"
 exec frontier launch "$(cd "$(dirname "$0")" && pwd)" --config-name "$CONFIG_NAME" --mode slurm "$@"
