@@ -7,7 +7,9 @@ setup(
     version="0.1.0",
     description="verl recipe plugin for LLM post-training research, with a CPU platform for verl",
     python_requires=">=3.10,<3.13",
-    packages=find_packages(include=["verl_frontier*", "verl_cpu*"]) + ["hydra_plugins.verl_frontier_searchpath"],
+    # verl_frontier_hooks: the import hooks both packages use (verl_cpu must not need verl_frontier)
+    packages=find_packages(include=["verl_frontier", "verl_frontier.*", "verl_cpu*", "verl_frontier_hooks"])
+    + ["hydra_plugins.verl_frontier_searchpath"],
     include_package_data=True,
     package_data={"verl_cpu": ["config/**/*.yaml"], "verl_frontier": ["**/*.yaml", "**/*.txt", "launch/*.sh"]},
     install_requires=[

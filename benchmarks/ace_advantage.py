@@ -13,7 +13,6 @@ Target: ACE / grpo <= 1.2.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import platform
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from verl_frontier.arguments import POSITIVE_INT, ArgumentParser, output_file, write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 1.2
@@ -54,14 +55,14 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--groups", type=int, default=8192)
-    parser.add_argument("--n", type=int, default=8)
-    parser.add_argument("--length", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=11)
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "ace_advantage.json"))
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> None:
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--groups", type=POSITIVE_INT, default=8192)
+    parser.add_argument("--n", type=POSITIVE_INT, default=8)
+    parser.add_argument("--length", type=POSITIVE_INT, default=512)
+    parser.add_argument("--repeats", type=POSITIVE_INT, default=11)
+    parser.add_argument("--out", type=output_file, default=str(REPO / "benchmarks" / "results" / "ace_advantage.json"))
+    args = parser.parse_args(argv)
 
     from omegaconf import OmegaConf
     from verl.trainer.ppo import ray_trainer
@@ -115,7 +116,7 @@ def main() -> None:
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_text_atomic(out, json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
 
 

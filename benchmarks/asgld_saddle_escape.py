@@ -11,13 +11,13 @@ ASG gets stochastic gradients (N(0, 0.01²) per coordinate), the others exact gr
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 from pathlib import Path
 
 import torch
 
+from verl_frontier.arguments import POSITIVE_INT, ArgumentParser, output_file, write_text_atomic
 from verl_frontier.asgld import AGLD, ASG, ASGLD
 from verl_frontier.asgld.saddle import escape_iterations
 
@@ -33,13 +33,15 @@ METHODS = {
 }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dims", type=int, nargs="+", default=[10, 100, 1000, 10000, 100000])
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--png", default=str(REPO / "recipes" / "asgld_grpo" / "saddle_escape.png"))
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "asgld_saddle_escape.json"))
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> None:
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dims", type=POSITIVE_INT, nargs="+", default=[10, 100, 1000, 10000, 100000])
+    parser.add_argument("--seeds", type=POSITIVE_INT, default=5)
+    parser.add_argument("--png", type=output_file, default=str(REPO / "recipes" / "asgld_grpo" / "saddle_escape.png"))
+    parser.add_argument(
+        "--out", type=output_file, default=str(REPO / "benchmarks" / "results" / "asgld_saddle_escape.json")
+    )
+    args = parser.parse_args(argv)
 
     table: dict[str, dict[int, float | None]] = {name: {} for name in METHODS}
     for dim in args.dims:
@@ -78,7 +80,7 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"max_iterations": MAX_ITERATIONS, "seeds": args.seeds, "iterations": table}
-    out.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    write_text_atomic(out, json.dumps(payload, indent=2, default=str) + "\n")
     print(f"wrote {out} and {args.png}")
 
 

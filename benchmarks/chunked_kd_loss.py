@@ -43,9 +43,20 @@ import sys
 import time
 from pathlib import Path
 
+from verl_frontier.arguments import (
+    NON_NEGATIVE_INT,
+    POSITIVE_INT,
+    PROBABILITY,
+    SEED,
+    ArgumentParser,
+    csv_choices,
+    output_file,
+    write_text_atomic,
+)
+from verl_frontier.kd.kinds import KINDS
+
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = {"memory_ratio": 0.25, "time_ratio": 1.0, "max_grad_diff": 1e-5}
-KINDS = ("forward_kl", "reverse_kl", "jsd")
 
 
 def _maxrss_bytes() -> int:
@@ -193,18 +204,22 @@ def _run_worker(args, variant: str, kind: str) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tokens", type=int, default=4096)
-    parser.add_argument("--vocab", type=int, default=151_936)
-    parser.add_argument("--chunk-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--beta", type=float, default=0.5, help="JSD beta")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--kinds", default="forward_kl,reverse_kl", help="comma list of forward_kl,reverse_kl,jsd")
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tokens", type=POSITIVE_INT, default=4096)
+    parser.add_argument("--vocab", type=POSITIVE_INT, default=151_936)
+    parser.add_argument("--chunk-size", type=POSITIVE_INT, default=32)
+    parser.add_argument("--repeats", type=POSITIVE_INT, default=3)
+    parser.add_argument("--seed", type=SEED, default=0)
+    parser.add_argument("--beta", type=PROBABILITY, default=0.5, help="JSD beta, in [0, 1]")
+    parser.add_argument("--threads", type=NON_NEGATIVE_INT, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument(
+        "--kinds", type=csv_choices(*KINDS), default="forward_kl,reverse_kl", help="comma list of " + ",".join(KINDS)
+    )
     parser.add_argument("--no-compare", action="store_true", help="skip the gradient comparison")
-    parser.add_argument("--reference-rows", type=int, default=64, help="rows checked against a float64 reference")
-    parser.add_argument("--json", metavar="OUT", help="write results json (benchmarks/results/...)")
+    parser.add_argument(
+        "--reference-rows", type=POSITIVE_INT, default=64, help="rows checked against a float64 reference"
+    )
+    parser.add_argument("--json", metavar="OUT", type=output_file, help="write results json (benchmarks/results/...)")
     parser.add_argument("--worker", choices=["naive", "chunked"], help=argparse.SUPPRESS)
     parser.add_argument("--kind", choices=KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--compare", action="store_true", help=argparse.SUPPRESS)
@@ -213,10 +228,7 @@ def main(argv=None) -> int:
         worker(args)
         return 0
 
-    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
-    for kind in kinds:
-        if kind not in KINDS:
-            parser.error(f"unknown kind {kind!r}")
+    kinds = args.kinds
     gib = 1024**3
     print(
         f"chunked vs naive full-vocab KD loss: T={args.tokens}, V={args.vocab}, float32, fwd+bwd, "
@@ -285,7 +297,7 @@ def main(argv=None) -> int:
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2) + "\n")
+        write_text_atomic(out, json.dumps(results, indent=2) + "\n")
         print(f"wrote {out}")
     return 0
 

@@ -9,7 +9,6 @@ Writes benchmarks/results/orbit_env_throughput.json. Target: >= 10,000 steps/s p
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -17,6 +16,7 @@ import random
 import time
 from pathlib import Path
 
+from verl_frontier.arguments import POSITIVE_FLOAT, ArgumentParser, output_file, write_text_atomic
 from verl_frontier.orbit.envs import list_envs, make_env
 from verl_frontier.orbit.multi_episode import MultiEpisodeEnv
 
@@ -55,9 +55,9 @@ def measure(name: str, seconds: float, multi_episode: bool = False) -> dict:
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser()
-    p.add_argument("--seconds", type=float, default=1.0)
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "orbit_env_throughput.json")
+    p = ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=POSITIVE_FLOAT, default=1.0)
+    p.add_argument("--out", type=output_file, default=Path(__file__).parent / "results" / "orbit_env_throughput.json")
     args = p.parse_args(argv)
     envs = {name: measure(name, args.seconds) for name in list_envs()}
     trials = {name: measure(name, args.seconds, multi_episode=True) for name in list_envs()}
@@ -73,8 +73,7 @@ def main(argv=None) -> dict:
         "multi_episode_trials": trials,
         "all_envs_meet_target": all(v["steps_per_second"] >= TARGET for v in envs.values()),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
     print(f"{'env':22s} {'steps/s':>10s} {'trial steps/s':>14s}")
     for name in envs:
         print(f"{name:22s} {envs[name]['steps_per_second']:>10,d} {trials[name]['steps_per_second']:>14,d}")

@@ -12,11 +12,10 @@ skipped, and the on/off ratios.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-from pathlib import Path
 
+from verl_frontier.arguments import POSITIVE_INT, SEED, ArgumentParser, output_dir, output_file
 from verl_frontier.studies import Arm, read_metrics, run_arm, write_json_atomic
 from verl_frontier.tinyworld.paths import repo_root
 
@@ -40,12 +39,14 @@ def step_means(metrics: dict[int, dict], first: int = 2) -> dict[str, float]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=POSITIVE_INT, default=6)
+    parser.add_argument("--seed", type=SEED, default=0)
     parser.add_argument("--trainer", choices=["legacy", "v1"], default="legacy")
-    parser.add_argument("--work", type=Path, default=repo_root() / "outputs" / "paced_frontier_drop")
-    parser.add_argument("--out", type=Path, default=repo_root() / "benchmarks" / "results" / "paced_frontier_drop.json")
+    parser.add_argument("--work", type=output_dir, default=repo_root() / "outputs" / "paced_frontier_drop")
+    parser.add_argument(
+        "--out", type=output_file, default=repo_root() / "benchmarks" / "results" / "paced_frontier_drop.json"
+    )
     args = parser.parse_args(argv)
 
     from verl_frontier.tinyworld import build

@@ -11,7 +11,6 @@ targets (ready <= 45 s, steady step <= 0.5 s, PSS <= 4 GiB).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -22,6 +21,8 @@ import time
 from pathlib import Path
 
 import psutil
+
+from verl_frontier.arguments import POSITIVE_INT, ArgumentParser, output_file, write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = {"ready_s": 45.0, "steady_step_s": 0.5, "peak_pss_gib": 4.0}
@@ -123,11 +124,11 @@ def run_once(world: Path, out: Path, legacy: bool, defaults: bool, steps: int) -
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "verl_cpu_startup.json")
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> None:
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=POSITIVE_INT, default=6)
+    parser.add_argument("--out", type=output_file, default=REPO / "benchmarks" / "results" / "verl_cpu_startup.json")
+    args = parser.parse_args(argv)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         world = make_world(Path(tmp))
@@ -154,8 +155,7 @@ def main() -> None:
         }
         verdict = {key: ours[key] is not None and ours[key] <= target for key, target in TARGETS.items()}
         print(f"  {trainer}: {ratios}  meets targets {TARGETS}: {verdict}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"targets": TARGETS, "results": results}, indent=2))
+    write_text_atomic(args.out, json.dumps({"targets": TARGETS, "results": results}, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Shared pytest fixtures.
 
 The default suite (``make test``) includes tests marked ``e2e`` (real verl runs); ``make test-fast``
-deselects them with ``-m "not e2e"``. Foundation tests never start Ray.
+deselects them with ``-m "not e2e"``. The unit tests never start Ray.
 """
 
 from __future__ import annotations
@@ -37,12 +37,29 @@ def recipes_copy(tmp_path, monkeypatch) -> Path:
     return dest
 
 
+def write_rl_parquet(path: Path, rows: int = 2, **extra_columns) -> Path:
+    """A small parquet file with the columns verl's RL dataset and reward manager read (``prompt``,
+    ``data_source``, ``reward_model.ground_truth``, ...); ``extra_columns``: column -> one value per row."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {
+        "data_source": ["test"] * rows,
+        "prompt": [[{"role": "user", "content": f"1+{i}="}] for i in range(rows)],
+        "ability": ["math"] * rows,
+        "reward_model": [{"style": "rule", "ground_truth": str(1 + i)} for i in range(rows)],
+        "extra_info": [{"index": i} for i in range(rows)],
+        **{name: [value] * rows for name, value in extra_columns.items()},
+    }
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
 @pytest.fixture
 def data_overrides(tmp_path) -> list[str]:
-    """Hydra overrides pointing ``data.train_files`` / ``data.val_files`` at existing (empty) files."""
-    train, val = tmp_path / "train.parquet", tmp_path / "test.parquet"
-    train.touch()
-    val.touch()
+    """Hydra overrides pointing ``data.train_files`` / ``data.val_files`` at small valid parquet files."""
+    train = write_rl_parquet(tmp_path / "train.parquet")
+    val = write_rl_parquet(tmp_path / "test.parquet")
     return [f"data.train_files={train}", f"data.val_files={val}"]
 
 
@@ -109,6 +126,46 @@ def run_python(code: str, env: dict | None = None, timeout: int = 180) -> subpro
 @pytest.fixture
 def python_subprocess():
     return run_python
+
+
+#: the tiny Qwen2 the unit tests build; any ``Qwen2Config`` field can be overridden per model
+TINY_QWEN2 = dict(
+    vocab_size=40,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=256,
+    tie_word_embeddings=False,
+)
+
+
+def build_tiny_qwen2(vocab_size: int = 40, seed: int = 0, *, jitter: float = 0.0, attn_implementation=None, **config):
+    """A randomly initialised tiny ``Qwen2ForCausalLM`` in eval mode, the same for the same arguments.
+
+    ``config``: ``Qwen2Config`` fields over :data:`TINY_QWEN2`; ``jitter``: add ``jitter * N(0, 1)`` to every
+    parameter (breaks the initialisation's symmetries: zero biases, ones in the norms);
+    ``attn_implementation``: e.g. ``"eager"``, else transformers' default."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = Qwen2Config(**{**TINY_QWEN2, "vocab_size": vocab_size, **config})
+    if attn_implementation is not None:
+        cfg._attn_implementation = attn_implementation
+    model = Qwen2ForCausalLM(cfg).eval()
+    if jitter:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(jitter * torch.randn_like(p))
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2():
+    """The tiny-model factory :func:`build_tiny_qwen2`: ``tiny_qwen2(60, seed=1)``."""
+    return build_tiny_qwen2
 
 
 @pytest.fixture(scope="session")

@@ -269,6 +269,7 @@ from verl.experimental.agent_loop.agent_loop import AgentLoopWorker  # noqa: E40
 from verl.workers.rollout.replica import TokenOutput  # noqa: E402
 
 from verl_frontier.agent_loops import standalone_agent_loop  # noqa: E402
+from verl_frontier.kd.replay import TeacherReplayAgentLoop  # noqa: E402
 from verl_frontier.tinyworld.tokenizer import build_tokenizer  # noqa: E402
 
 TOK = build_tokenizer()
@@ -340,8 +341,39 @@ def test_replay_response_scope_keeps_the_prompt():
 
 
 def test_replay_row_without_teacher_response_names_the_row():
-    with pytest.raises(KeyError, match="row 12 has no extra_info\\['teacher_response'\\]"):
+    with pytest.raises(KeyError, match="essence_replay: row 12 has no extra_info\\['teacher_response'\\]"):
         _run(essence_loops.EssenceReplayAgentLoop, {}, extra_info={"index": 12})
+    with pytest.raises(KeyError, match="teacher_replay: row 12 has no extra_info\\['teacher_response'\\]"):
+        _run(TeacherReplayAgentLoop, {}, extra_info={"index": 12})
+
+
+def test_teacher_replay_trains_the_whole_response():
+    """kd.replay's general loop: the prompt stays the prompt, every response token is trained, cut to
+    rollout.response_length; Essence's replay with segments cot + answer at r = 1 is the same sequence."""
+    info = {"teacher_response": TEACHER, "teacher_score": 1.0, "index": 7}
+    out = _run(TeacherReplayAgentLoop, {}, extra_info=info, global_steps=3)
+    prompt, response = _full_ids()
+    assert out.prompt_ids == prompt and out.response_ids == response
+    assert out.response_mask == [1] * len(response)
+    assert out.reward_score == 1.0 and out.extra_fields["min_global_steps"] == 3
+    essence = _replay({"segments": ["cot", "answer"], "truncate_ratio": 1.0})
+    assert (essence.prompt_ids, essence.response_ids, essence.response_mask) == (
+        out.prompt_ids,
+        out.response_ids,
+        out.response_mask,
+    )
+
+    async def short():
+        loop = _loop(TeacherReplayAgentLoop, {}, response_length=5)
+        return await loop.run({}, raw_prompt=PROMPT, extra_info=info)
+
+    cut = asyncio.run(short())
+    assert cut.response_ids == response[:5] and cut.response_mask == [1] * 5
+    # the data writer's agent names (it imports no verl) are the registered loops'
+    from verl_frontier.essence import data
+    from verl_frontier.kd import replay
+
+    assert (data.REPLAY_AGENT, data.TEACHER_REPLAY_AGENT) == (essence_loops.REPLAY_AGENT, replay.REPLAY_AGENT)
 
 
 def test_replay_output_through_verl_postprocess():
@@ -508,9 +540,13 @@ def test_world_teacher_data_is_written_once_from_the_world_teacher(small_world_d
     path = ensure_world_teacher_data(world, "kd_concise", num=8, keep_incorrect=True)
     assert path == world / "kd_concise" / "train.parquet"
     rows = pd.read_parquet(path)
-    assert len(rows) == 8 and set(rows["agent_name"]) == {"essence_replay"}
+    assert len(rows) == 8 and set(rows["agent_name"]) == {"teacher_replay"}  # plain sequence-level KD
     assert all(p[0]["content"].endswith("Be concise.") for p in rows["prompt"])  # concise prompts
     assert all(isinstance(e["teacher_response"], str) for e in rows["extra_info"])
     before = path.stat().st_mtime_ns
     assert ensure_world_teacher_data(world, "kd_concise", num=8, keep_incorrect=True) == path
     assert path.stat().st_mtime_ns == before  # cached: not regenerated
+    rows.assign(agent_name="essence_replay").to_parquet(path, index=False)  # rows naming another replay loop
+    assert ensure_world_teacher_data(world, "kd_concise", num=8, keep_incorrect=True) == path
+    again = pd.read_parquet(path)
+    assert set(again["agent_name"]) == {"teacher_replay"} and list(again["extra_info"]) == list(rows["extra_info"])

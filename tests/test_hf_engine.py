@@ -18,9 +18,9 @@ EOS_ID = 1
 
 
 @pytest.fixture(scope="session")
-def model_dir(tmp_path_factory) -> str:
+def model_dir(tmp_path_factory, tiny_qwen2) -> str:
     from tokenizers import Tokenizer, models
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from transformers import PreTrainedTokenizerFast
 
     path = tmp_path_factory.mktemp("tiny_qwen2")
     vocab = {t: i for i, t in enumerate(SPECIALS + CHARS)}
@@ -31,14 +31,9 @@ def model_dir(tmp_path_factory) -> str:
         unk_token="<unk>",
     )
     assert tok.eos_token_id == EOS_ID
-    torch.manual_seed(1234)
-    config = Qwen2Config(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+    model = tiny_qwen2(
+        len(tok),
+        seed=1234,
         max_position_embeddings=512,
         tie_word_embeddings=True,
         initializer_range=0.2,  # peaked enough for top-k/top-p, small enough for fp32 noise < 1e-5
@@ -46,7 +41,6 @@ def model_dir(tmp_path_factory) -> str:
         pad_token_id=0,
         bos_token_id=None,
     )
-    model = Qwen2ForCausalLM(config).eval()
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return str(path)

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from verl_frontier.kd.chunked import chunked_divergence
+from verl_frontier.kd.kinds import KINDS
 from verl_frontier.kd.topk import gathered_log_softmax, topk_divergences
 
-KINDS = ["forward_kl", "reverse_kl", "jsd"]
 NEG_INF = float("-inf")
 
 

@@ -6,6 +6,7 @@ arguments), so these tests show what would be submitted; tests/e2e/test_launch_e
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -297,6 +298,200 @@ def test_sbatch_script_gpu_mode(data_overrides, tmp_path):
     assert "#SBATCH --partition" not in text
     assert (plan.ray_num_cpus, plan.ray_num_gpus) == (None, None)  # Ray takes what SLURM gave each step
     assert '--temp-dir "$RAY_TMP" &' in text.replace(" \\\n    ", " ")
+
+
+# ---------------------------------------------------------------------------
+# the job's size: every GPU resource pool verl creates
+# ---------------------------------------------------------------------------
+
+FULL_SIZE = [pytest.param(r, id=r.name) for r in rc.list_recipes(REPO / "recipes")]
+#: what each full-size recipe's comments and README describe (nodes, GPUs per node), 8-GPU nodes
+DESCRIBED = {
+    "paced_distill": (2, 8),  # one training node + one teacher node
+    "paced_self_distill": (2, 8),
+    "paced_two_stage": (2, 8),
+    "kd_uniform": (1, 8),  # 6 training ranks + 2 teacher GPUs on one node
+    "opd_uniform": (1, 8),
+    "slm_compress": (1, 8),
+    "essence": (1, 8),  # 4 + 4
+}
+
+
+def _placement_groups_verl_creates(config) -> list[int]:
+    """Read the keys verl 0.9.1's ``_init_resource_pool_mgr`` reads, one by one, without the launcher's code."""
+    plain = OmegaConf.to_container(config, resolve=False)
+    trainer, reward, distill = plain["trainer"], plain["reward"]["reward_model"], plain.get("distillation") or {}
+    assert trainer.get("v1", {}).get("trainer_mode", "sync") != "separate_async"  # no recipe uses it
+    groups = []
+    for _ in range(trainer["nnodes"]):
+        groups.append(trainer["n_gpus_per_node"])  # global_pool: actor, rollout, ref (and a colocated reward model)
+    if reward["enable_resource_pool"]:
+        for _ in range(reward["nnodes"]):
+            groups.append(reward["n_gpus_per_node"])
+    if distill.get("enabled"):
+        for _ in range(distill["nnodes"]):
+            groups.append(distill["n_gpus_per_node"])
+    return groups
+
+
+def _fills_exactly(groups: list[int], nodes: int, per_node: int) -> bool:
+    """Brute force: some assignment of the placement groups (each on one node) fills every node exactly."""
+    import itertools
+
+    for assignment in itertools.product(range(nodes), repeat=len(groups)):
+        load = [0] * nodes
+        for group, node in zip(groups, assignment):
+            load[node] += group
+        if all(x == per_node for x in load):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("recipe", FULL_SIZE)
+def test_job_requests_the_gpus_verl_allocates(recipe, tmp_path):
+    options = core.LaunchOptions(mode="slurm", run_dir=str(tmp_path))
+    plan = core.plan_launch(recipe.name, [], options, validate=False)
+    text = _script(plan)
+    nodes = int(re.search(r"^#SBATCH --nodes=(\d+)$", text, flags=re.MULTILINE).group(1))
+    per_node = int(re.search(r"^#SBATCH --gpus-per-node=(\d+)$", text, flags=re.MULTILINE).group(1))
+    config = rc.compose_recipe(recipe.name, [])
+    groups = _placement_groups_verl_creates(config)
+    assert nodes * per_node == sum(groups), plan.layout.describe()
+    assert nodes >= config.trainer.nnodes and max(groups) <= per_node <= 8
+    assert _fills_exactly(groups, nodes, per_node)
+    assert (plan.nodes, plan.gpus_per_node) == (nodes, per_node)
+    if recipe.name in DESCRIBED:
+        assert (nodes, per_node) == DESCRIBED[recipe.name]
+    # one Ray node per SLURM node, and the check before the trainer waits for all of them
+    assert '"${NODES[@]:1}"' in text and '--nodes "$SLURM_NNODES"' in text
+    # the trainer gets the recipe's training layout, not the job's size
+    assert not any(o.startswith(("trainer.nnodes=", "trainer.n_gpus_per_node=")) for o in plan.trainer_overrides)
+
+
+def test_paced_dry_run_asks_for_the_teacher_node(cli, tmp_path):
+    result = cli(
+        "launch", "paced_distill", "--mode", "slurm", "--dry-run", "--no-validate", "--json",
+        "--run-dir", str(tmp_path / "run"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "#SBATCH --nodes=2\n" in result.stderr and "#SBATCH --gpus-per-node=8\n" in result.stderr
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (record["nodes"], record["gpus_per_node"]) == (2, 8)
+    assert record["layout"] == "training 1x8 + teacher 1x8 = 16 GPUs on 2 node(s) x 8 (8, 8)"
+
+
+def test_layout_slurm_cannot_express_fails_before_sbatch(cli, fake_slurm, tmp_path):
+    # 2 x 6 training ranks + a 2-GPU teacher: 14 GPUs are not N identical nodes (8 + 6)
+    result = cli(
+        "launch", "kd_uniform", "--mode", "slurm", "--nodes", "2", "--no-validate",
+        "--run-dir", str(tmp_path / "run"), "distillation.nnodes=1",
+    )  # fmt: skip
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: training pool trainer.nnodes x trainer.n_gpus_per_node")
+    assert "teacher pool distillation.nnodes x distillation.n_gpus_per_node = 1 x 2: 14 GPUs" in lines[0]
+    assert not fake_slurm.exists() or "sbatch" not in fake_slurm.read_text()
+    assert not (tmp_path / "run").exists()
+    # a teacher replica per training node fills both nodes: 6 + 2 each
+    ok = cli(
+        "launch", "kd_uniform", "--mode", "slurm", "--nodes", "2", "--no-validate", "--dry-run", "--json",
+        "--run-dir", str(tmp_path / "run"),
+        "distillation.nnodes=2", "distillation.teacher_models.teacher_model.num_replicas=2",
+    )  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    assert "#SBATCH --nodes=2\n" in ok.stderr and "#SBATCH --gpus-per-node=8\n" in ok.stderr
+    small = cli("launch", "paced_distill", "--mode", "slurm", "--node-gpus", "4", "--no-validate", "--dry-run")
+    assert small.exit_code == 2
+    assert "trainer.n_gpus_per_node: 8 GPUs on one node, but a node has 4 (--node-gpus)" in small.stderr
+
+
+def _layout_config(trainer=(1, 8), teacher=None, reward=None, **extra):
+    config = {"trainer": {"nnodes": trainer[0], "n_gpus_per_node": trainer[1]}}
+    if teacher:
+        config["distillation"] = {"enabled": True, "nnodes": teacher[0], "n_gpus_per_node": teacher[1]}
+    if reward:
+        config["reward"] = {
+            "reward_model": {"enable_resource_pool": True, "nnodes": reward[0], "n_gpus_per_node": reward[1]}
+        }
+    return OmegaConf.merge(OmegaConf.create(config), OmegaConf.create(extra))
+
+
+@pytest.mark.parametrize(
+    ("config", "node_gpus", "expected"),
+    [
+        (_layout_config((1, 4)), None, (1, 4, [[4]])),
+        (_layout_config((2, 1)), None, (2, 1, [[1], [1]])),  # trainer.nnodes is a minimum
+        (_layout_config((1, 6), teacher=(1, 2)), None, (1, 8, [[6, 2]])),
+        (_layout_config((1, 8), teacher=(1, 8)), None, (2, 8, [[8], [8]])),
+        (_layout_config((1, 4), teacher=(1, 4)), None, (1, 8, [[4, 4]])),
+        (_layout_config((1, 4), teacher=(1, 4)), 4, (2, 4, [[4], [4]])),
+        (_layout_config((2, 6), teacher=(2, 2)), None, (2, 8, [[6, 2], [6, 2]])),
+        (_layout_config((1, 4), reward=(1, 2), teacher=(1, 2)), None, (1, 8, [[4, 2, 2]])),
+        (_layout_config((1, 16), teacher=(1, 16)), None, (2, 16, [[16], [16]])),
+        (
+            _layout_config(
+                (1, 4),
+                actor_rollout_ref={"rollout": {"nnodes": 1, "n_gpus_per_node": 4, "tensor_model_parallel_size": 2}},
+            ),
+            None,
+            (1, 4, [[4]]),  # trainer_mode sync: the rollout's own nnodes do not count
+        ),
+        (
+            OmegaConf.merge(
+                _layout_config((1, 4)),
+                {"trainer": {"v1": {"trainer_mode": "separate_async"}}},
+                {
+                    "actor_rollout_ref": {
+                        "rollout": {"nnodes": 1, "n_gpus_per_node": 4, "tensor_model_parallel_size": 2}
+                    }
+                },
+            ),
+            None,
+            (1, 8, [[4, 2, 2]]),  # standalone rollout: one placement group per TP-2 replica
+        ),
+    ],
+)
+def test_job_layout(config, node_gpus, expected):
+    layout = core.job_layout(config, node_gpus)
+    assert (layout.nodes, layout.gpus_per_node, [list(n) for n in layout.placement]) == expected
+
+
+@pytest.mark.parametrize(
+    ("config", "node_gpus", "match"),
+    [
+        # the teacher would need a fraction of a third node: 8 + 8 + 2
+        (
+            _layout_config((2, 8), teacher=(1, 2)),
+            None,
+            r"^training pool .* = 2 x 8 \+ teacher pool .* = 1 x 2: 18 GPUs",
+        ),
+        # 16 GPUs fit two 8-GPU nodes, but Ray puts the training groups on both (emptiest node): no room for 8
+        (_layout_config((2, 4), teacher=(1, 8)), None, r"16 GPUs do not fill identical nodes of at most 8 GPUs"),
+        (_layout_config((1, 8)), 4, r"^trainer\.n_gpus_per_node: 8 GPUs on one node, but a node has 4"),
+        (_layout_config((1, 8), teacher=(0, 8)), None, r"^distillation\.nnodes: must be a positive integer"),
+        (_layout_config((1, 8), reward=(1, 0)), None, r"^reward\.reward_model\.n_gpus_per_node: must be a positive"),
+    ],
+)
+def test_job_layout_rejects(config, node_gpus, match):
+    with pytest.raises(FrontierConfigError, match=match):
+        core.job_layout(config, node_gpus)
+
+
+def test_ray_placement_follows_rays_emptiest_node_rule():
+    assert core.ray_placement([4, 4, 8], 2, 8) is None  # 4 -> node 0, 4 -> node 1 (emptier), 8 -> nowhere
+    assert core.ray_placement([8, 4, 4], 2, 8) == [[8], [4, 4]]
+    assert core.ray_placement([6, 6, 2, 2], 2, 8) == [[6, 2], [6, 2]]
+
+
+def test_ray_mode_waits_for_the_job_nodes(world_env, tmp_path):
+    options = core.LaunchOptions(mode="ray", run_dir=str(tmp_path), ray_address="http://h:8265")
+    plan = core.plan_launch("paced_distill", [], options, validate=False)
+    assert "--nodes 2 " in core.ray_entrypoint(plan)
+    # a running cluster need not be identical nodes: an uneven layout waits for the training nodes
+    plan = core.plan_launch(
+        "kd_uniform", ["distillation.nnodes=1"], dataclasses.replace(options, nodes=2), validate=False
+    )
+    assert plan.layout is None and "--nodes 2 " in core.ray_entrypoint(plan)
 
 
 # ---------------------------------------------------------------------------

@@ -27,22 +27,8 @@ def tokenizer():
     return build_tokenizer()
 
 
-def tiny_qwen2(vocab: int, seed: int) -> torch.nn.Module:
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = Qwen2Config(
-        vocab_size=vocab,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        tie_word_embeddings=False,
-    )
-    cfg._attn_implementation = "eager"
-    return Qwen2ForCausalLM(cfg).eval()
+#: the tiny models of these tests (conftest's ``tiny_qwen2`` factory) run eager attention
+EAGER = {"attn_implementation": "eager"}
 
 
 def chat_ids(tokenizer, content: str) -> list[int]:
@@ -95,12 +81,12 @@ def _samples(tokenizer):
 
 
 @pytest.mark.parametrize("packed", [False, True])
-def test_teacher_logits_match_direct_forward(tokenizer, packed):
+def test_teacher_logits_match_direct_forward(tokenizer, packed, tiny_qwen2):
     prompts, responses = _samples(tokenizer)
     rep = Reprompter.create(tokenizer, CONCISE_INSTRUCTION, mode="append", separator=" ")
     teacher_prompts = [rep(p)[0] for p in prompts]
     assert all(len(t) > len(p) for t, p in zip(teacher_prompts, prompts))  # prompts differ in length
-    model = tiny_qwen2(len(tokenizer), seed=0)
+    model = tiny_qwen2(len(tokenizer), seed=0, **EAGER)
     got = vp.teacher_response_logits(model, teacher_prompts, responses, "cpu", tokenizer.pad_token_id, packed)
     s_pos, t_pos = realignment(
         [len(p) for p in prompts], [len(t) for t in teacher_prompts], [len(r) for r in responses]
@@ -185,11 +171,11 @@ def _state(tokenizer, teacher, settings, packed=False):
 
 
 @pytest.mark.parametrize(("kind", "topk"), [("reverse_kl", 0), ("forward_kl", 0), ("jsd", 0), ("reverse_kl", 7)])
-def test_processor_and_loss_equal_slow_reference(tokenizer, kind, topk):
+def test_processor_and_loss_equal_slow_reference(tokenizer, kind, topk, tiny_qwen2):
     from tensordict import TensorDict
 
     settings = vp.OpsdcConfig(instruction=CONCISE_INSTRUCTION, mode="append", separator=" ", loss=kind, topk=topk)
-    teacher, student = tiny_qwen2(len(tokenizer), seed=1), tiny_qwen2(len(tokenizer), seed=2)
+    teacher, student = tiny_qwen2(len(tokenizer), seed=1, **EAGER), tiny_qwen2(len(tokenizer), seed=2, **EAGER)
     state = _state(tokenizer, teacher, settings)
     prompts, responses = _samples(tokenizer)
     nested = lambda seqs: torch.nested.as_nested_tensor([torch.tensor(s) for s in seqs], layout=torch.jagged)  # noqa: E731
@@ -250,10 +236,10 @@ def test_processor_and_loss_equal_slow_reference(tokenizer, kind, topk):
     assert student_logits.grad is not None and student_logits.grad.abs().sum() > 0
 
 
-def test_identical_contexts_give_zero_kl(tokenizer):
+def test_identical_contexts_give_zero_kl(tokenizer, tiny_qwen2):
     """Teacher = student weights and an empty instruction: every per-token KL is 0."""
     settings = vp.OpsdcConfig(instruction="", mode="append", separator="")
-    model = tiny_qwen2(len(tokenizer), seed=3)
+    model = tiny_qwen2(len(tokenizer), seed=3, **EAGER)
     state = _state(tokenizer, model, settings, packed=True)
     from tensordict import TensorDict
 
@@ -280,8 +266,8 @@ def test_should_sync_schedule():
         should_sync(3, -1)
 
 
-def test_after_update_copies_exactly_at_m_and_not_before(tokenizer):
-    student, teacher = tiny_qwen2(60, seed=4), tiny_qwen2(60, seed=4)
+def test_after_update_copies_exactly_at_m_and_not_before(tokenizer, tiny_qwen2):
+    student, teacher = tiny_qwen2(60, seed=4, **EAGER), tiny_qwen2(60, seed=4, **EAGER)
     state = vp.OpsdcWorkerState(
         settings=vp.OpsdcConfig(teacher_update_freq=3, track_weights=True),
         reprompter=None,
@@ -312,12 +298,12 @@ def test_after_update_copies_exactly_at_m_and_not_before(tokenizer):
             assert metrics["opsdc/teacher_synced"] == 0.0 and metrics["opsdc/teacher_actor_max_abs_diff"] > 0
 
 
-def test_copy_weights_casts_and_rejects_mismatch():
-    a, b = tiny_qwen2(60, seed=5), tiny_qwen2(60, seed=6).to(torch.bfloat16)
+def test_copy_weights_casts_and_rejects_mismatch(tiny_qwen2):
+    a, b = tiny_qwen2(60, seed=5, **EAGER), tiny_qwen2(60, seed=6, **EAGER).to(torch.bfloat16)
     copy_weights_(b, a)
     assert max_abs_diff(b, a) == 0.0
     with pytest.raises(RuntimeError):
-        copy_weights_(tiny_qwen2(61, seed=0), a)
+        copy_weights_(tiny_qwen2(61, seed=0, **EAGER), a)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import AutoModelForCausalLM
 
 from verl_frontier.slm_compress.prune import (
     PruneConfigError,
@@ -26,24 +26,9 @@ from verl_frontier.slm_compress.prune import (
     zero_masked_copy,
 )
 
-
-def tiny_qwen2(n_q=4, n_kv=2, hidden=32, inter=24, layers=2, seed=0):
-    torch.manual_seed(seed)
-    cfg = Qwen2Config(
-        vocab_size=40,
-        hidden_size=hidden,
-        intermediate_size=inter,
-        num_hidden_layers=layers,
-        num_attention_heads=n_q,
-        num_key_value_heads=n_kv,
-        max_position_embeddings=64,
-        tie_word_embeddings=False,
-    )
-    model = Qwen2ForCausalLM(cfg).eval()
-    with torch.no_grad():  # break the init's symmetry so every unit matters differently (and biases are nonzero)
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return model
+#: the tiny Qwen2 of these tests (conftest's ``tiny_qwen2`` factory); the jitter breaks the initialisation's
+#: symmetry so every unit matters differently (and biases are nonzero)
+SMALL = {"intermediate_size": 24, "max_position_embeddings": 64, "jitter": 0.05}
 
 
 def calib(seed=1, n=3, t=11):
@@ -67,8 +52,8 @@ def logits(model, x):
     importance=st.sampled_from(["activation", "weight"]),
     seed=st.integers(0, 3),
 )
-def test_pruned_model_equals_original_with_units_zeroed(mlp, attn, gqa, importance, seed):
-    model = tiny_qwen2(*gqa, seed=seed)
+def test_pruned_model_equals_original_with_units_zeroed(mlp, attn, gqa, importance, seed, tiny_qwen2):
+    model = tiny_qwen2(seed=seed, num_attention_heads=gqa[0], num_key_value_heads=gqa[1], **SMALL)
     ids, mask = calib(seed)
     plan = make_plan(model, PruneSpec(mlp, attn, importance), ids, mask)
     reference = zero_masked_copy(model, plan)
@@ -82,8 +67,8 @@ def test_pruned_model_equals_original_with_units_zeroed(mlp, attn, gqa, importan
     assert cfg.head_dim == 32 // gqa[0]
 
 
-def test_pruned_checkpoint_loads_and_has_fewer_params(tmp_path):
-    model = tiny_qwen2(4, 2)
+def test_pruned_checkpoint_loads_and_has_fewer_params(tmp_path, tiny_qwen2):
+    model = tiny_qwen2(**SMALL)
     ids, mask = calib()
     before = count_params(model)
     plan = make_plan(model, PruneSpec(0.5, 0.5, "activation"), ids, mask)
@@ -103,8 +88,8 @@ def test_pruned_checkpoint_loads_and_has_fewer_params(tmp_path):
 
 
 @torch.no_grad()
-def test_activation_scores_match_slow_reference():
-    model = tiny_qwen2(4, 2, layers=2)
+def test_activation_scores_match_slow_reference(tiny_qwen2):
+    model = tiny_qwen2(**SMALL)
     ids, mask = calib()
     mlp_scores, group_scores = activation_scores(model, ids, mask, batch_size=2)  # batching must not matter
 
@@ -141,8 +126,12 @@ def test_activation_scores_match_slow_reference():
             assert math.isclose(float(group_scores[i][g]), total / len(tokens), rel_tol=1e-4)
 
 
-def test_weight_scores_hand_computed():
-    model = tiny_qwen2(2, 1, hidden=8, inter=4, layers=1)
+def test_weight_scores_hand_computed(tiny_qwen2):
+    model = tiny_qwen2(
+        **{**SMALL, "hidden_size": 8, "intermediate_size": 4, "num_hidden_layers": 1},
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
     layer = model.model.layers[0]
     with torch.no_grad():
         for lin in (layer.mlp.gate_proj, layer.mlp.up_proj):
@@ -192,13 +181,13 @@ def test_bad_prune_settings_are_named(kwargs, named):
     assert repr(value) in str(info.value)
 
 
-def test_activation_importance_needs_calibration_data():
+def test_activation_importance_needs_calibration_data(tiny_qwen2):
     with pytest.raises(PruneConfigError, match="calibration"):
-        make_plan(tiny_qwen2(), PruneSpec(0.5, 0.0, "activation"))
+        make_plan(tiny_qwen2(**SMALL), PruneSpec(0.5, 0.0, "activation"))
 
 
-def test_uneven_plan_rejected():
-    model = tiny_qwen2(4, 2)
+def test_uneven_plan_rejected(tiny_qwen2):
+    model = tiny_qwen2(**SMALL)
     plan = PrunePlan(mlp_keep=[[0, 1], [0]], group_keep=[[0], [1]])
     with pytest.raises(PruneConfigError, match="same number"):
         apply_plan(model, plan)
@@ -255,13 +244,17 @@ def test_latency_generates_exactly_the_requested_tokens(float_ckpt):
         generation_latency(model, tok, prompts, new_tokens=0)
 
 
-def test_cli_rejects_bad_sparsity(capsys):
+def test_cli_rejects_bad_sparsity(small_world_dir, tmp_path, capsys):
     from verl_frontier.slm_compress.__main__ import main
 
-    rc = main(["prune", "--src", "x", "--dst", "y", "--mlp-sparsity", "1.2", "--importance", "weight"])
+    src, dst = str(small_world_dir / "teacher"), str(tmp_path / "y")
+    rc = main(["prune", "--src", src, "--dst", dst, "--mlp-sparsity", "1.2", "--importance", "weight"])
     assert rc == 2
     err = capsys.readouterr().err
-    assert "mlp_sparsity" in err and "1.2" in err
+    assert "--mlp-sparsity" in err and "1.2" in err and err.count("\n") == 1
+    assert not (tmp_path / "y").exists()
+    assert main(["prune", "--src", str(tmp_path / "x"), "--dst", dst, "--importance", "weight"]) == 2
+    assert "argument --src: directory not found" in capsys.readouterr().err
 
 
 def test_cli_prune_end_to_end(small_world_dir, tmp_path, capsys):

@@ -12,8 +12,8 @@ import verl  # noqa: F401  (loads the verl.plugins entry points)
 from omegaconf import OmegaConf
 
 from verl_cpu import device as cpu_device
-from verl_cpu.import_hooks import when_imported
 from verl_cpu.platform import PlatformCPU
+from verl_frontier_hooks import when_imported
 
 
 def test_cpu_platform_is_registered_and_speaks_gloo():

@@ -10,6 +10,8 @@ import os
 PLATFORM_NAME = "cpu"
 ROLLOUT_NAME = "hf"
 SUPPORTED_VERL_VERSIONS = ("0.9.1",)
+#: attribute that marks a verl function wrapped by verl_cpu (``verl_frontier_hooks.wrap_once``)
+PATCH_MARKER = "_verl_cpu"
 
 
 def cpu_selected() -> bool:

@@ -11,7 +11,8 @@
 
 from omegaconf import OmegaConf
 
-from verl_cpu.import_hooks import when_imported, wrap_once
+from verl_cpu import PATCH_MARKER
+from verl_frontier_hooks import when_imported, wrap_once
 
 RESOLVER = "verl_cpu_fake_gpus"
 
@@ -39,7 +40,7 @@ def _wrap_auto_set_device(module) -> None:
 
         return auto_set_device
 
-    wrap_once(module, "auto_set_device", make)
+    wrap_once(module, "auto_set_device", make, marker=PATCH_MARKER)
 
 
 def install() -> None:

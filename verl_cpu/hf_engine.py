@@ -118,8 +118,9 @@ class HFGenerationEngine:
         max_batch_size: most requests decoded together.
         batch_wait_ms: how long the batcher waits for more requests once one is queued.
         seed: engine seed. A request without its own ``seed`` gets one derived from (engine seed, prompt ids,
-            how many requests with the same prompt came before), so samples do not depend on the order in
-            which concurrent requests of different prompts arrive: the same run is reproducible.
+            how many requests with the same prompt came before, since the last :meth:`set_sampling_epoch`), so
+            samples do not depend on the order in which concurrent requests of different prompts arrive: the
+            same run is reproducible, and so is a run resumed from a checkpoint.
         attn_implementation: passed to ``from_pretrained`` ("sdpa" or "eager").
         max_model_len: context limit (defaults to ``config.max_position_embeddings``).
         prefill_chunk_logits: most logits (batch x positions x vocab) held at once while
@@ -154,6 +155,7 @@ class HFGenerationEngine:
         self.batch_wait_ms = float(batch_wait_ms)
         self.seed = seed
         self._prompt_counts: dict[bytes, int] = {}
+        self._sampling_epoch: int | None = None
         self.weight_version = 0
         self.max_model_len = int(max_model_len or getattr(self.model.config, "max_position_embeddings", 1 << 30))
         self.vocab_size = int(self.model.get_output_embeddings().weight.shape[0])
@@ -378,9 +380,20 @@ class HFGenerationEngine:
             future=asyncio.get_running_loop().create_future(),
         )
 
+    def set_sampling_epoch(self, epoch: int | None) -> None:
+        """Derive request seeds from (engine seed, ``epoch``, prompt, occurrence index since the epoch began).
+        The rollout server sets the training step of the weights it serves: a run resumed from a checkpoint
+        then samples what the uninterrupted run sampled, without carrying the occurrence counts over."""
+        if epoch != self._sampling_epoch:
+            self._sampling_epoch = epoch
+            self._prompt_counts.clear()
+
     def _derived_seed(self, prompt_ids: list[int]) -> int:
-        """Seed of the next request for ``prompt_ids``: a hash of (engine seed, prompt, occurrence index)."""
-        key = hashlib.blake2b(repr((self.seed, tuple(int(t) for t in prompt_ids))).encode(), digest_size=8).digest()
+        """Seed of the next request for ``prompt_ids``: a hash of (engine seed, sampling epoch when set, prompt,
+        occurrence index)."""
+        prompt = tuple(int(t) for t in prompt_ids)
+        base = (self.seed, prompt) if self._sampling_epoch is None else (self.seed, self._sampling_epoch, prompt)
+        key = hashlib.blake2b(repr(base).encode(), digest_size=8).digest()
         occurrence = self._prompt_counts.get(key, 0)
         self._prompt_counts[key] = occurrence + 1
         digest = hashlib.blake2b(key + occurrence.to_bytes(8, "little"), digest_size=8).digest()

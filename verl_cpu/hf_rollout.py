@@ -135,6 +135,7 @@ class HFRolloutServer:
         report = self.engine.load_weights(named_tensors)
         if global_steps is not None:
             self.global_steps = global_steps
+            self.engine.set_sampling_epoch(int(global_steps))
         return report
 
     def get_weights(self) -> dict[str, torch.Tensor]:

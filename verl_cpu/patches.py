@@ -1,7 +1,7 @@
 """The few changes verl 0.9.1 still needs to run on the CPU platform.
 
 Each patch names the verl function it changes and why; each is applied lazily (when verl imports the target
-module, see ``import_hooks``) and only when the CPU platform is selected. They are pinned to the verl
+module, see ``verl_frontier_hooks``) and only when the CPU platform is selected. They are pinned to the verl
 versions we tested: on any other version ``apply_cpu_patches`` refuses with a clear message instead of
 patching blindly. Each is a 1-3 line upstream fix.
 """
@@ -11,8 +11,8 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from verl_cpu import ROLLOUT_NAME, SUPPORTED_VERL_VERSIONS
-from verl_cpu.import_hooks import when_imported, wrap_once
+from verl_cpu import PATCH_MARKER, ROLLOUT_NAME, SUPPORTED_VERL_VERSIONS
+from verl_frontier_hooks import when_imported, wrap_once
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def _patch_process_group(module) -> None:
 
         return initialize_global_process_group_ray
 
-    wrap_once(module, "initialize_global_process_group_ray", make)
+    wrap_once(module, "initialize_global_process_group_ray", make, marker=PATCH_MARKER)
 
 
 # 2. verl.workers.engine.fsdp.transformer_impl builds FSDP2's CPUOffloadPolicy(pin_memory=True) for the
@@ -88,7 +88,7 @@ def _patch_teacher_topk_validation(module) -> None:
 
         return _validate_topk_logprobs
 
-    wrap_once(module.DistillationTeacherModelConfig, "_validate_topk_logprobs", make)
+    wrap_once(module.DistillationTeacherModelConfig, "_validate_topk_logprobs", make, marker=PATCH_MARKER)
 
 
 # 5. verl.trainer.ppo.v1.replay_buffer.ReplayBuffer polls TransferQueue every 2.0 s (a constructor default
@@ -104,7 +104,7 @@ def _patch_replay_buffer_poll(module) -> None:
 
         return __init__
 
-    wrap_once(module.ReplayBuffer, "__init__", make)
+    wrap_once(module.ReplayBuffer, "__init__", make, marker=PATCH_MARKER)
 
 
 CPU_PATCHES = (

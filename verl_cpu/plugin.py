@@ -13,7 +13,7 @@ import logging
 import os
 
 from verl_cpu import PLATFORM_NAME, ROLLOUT_NAME, cpu_selected
-from verl_cpu.import_hooks import when_imported
+from verl_frontier_hooks import when_imported
 
 logger = logging.getLogger(__name__)
 

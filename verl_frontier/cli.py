@@ -22,7 +22,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-EXIT_USAGE = 2
+from verl_frontier.arguments import EXIT_USAGE, OneLineErrors
 
 # name -> (module, attribute, help): subcommands other agents provide; loaded only when present.
 LAZY_SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
@@ -70,8 +70,9 @@ def _load_lazy(name: str) -> click.Command | None:
     return command
 
 
-class _FrontierGroup(TyperGroup):
-    """Adds the lazily loaded subcommands (``world``, ``eval``) when their modules exist."""
+class _FrontierGroup(OneLineErrors, TyperGroup):
+    """Adds the lazily loaded subcommands (``world``, ``eval``) when their modules exist; usage errors are one
+    line (``verl_frontier.arguments.OneLineErrors``)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = list(super().list_commands(ctx))
@@ -121,7 +122,7 @@ def _handles_errors(func):
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+        except (typer.Exit, typer.Abort, typer.TyperException, click.exceptions.ClickException):
             raise
         except Exception as exc:  # noqa: BLE001
             if os.environ.get("FRONTIER_DEBUG"):
@@ -223,8 +224,12 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only check registrations; no report.")] = False,
 ):
-    """Assert every plugin registration is in place, then print an environment report."""
+    """Assert every plugin registration is in place, then print an environment report and the table of verl
+    functions verl-frontier wraps."""
     _quiet_imports()
+    from dataclasses import asdict
+
+    from verl_frontier import verl_patches
     from verl_frontier.registration import RegistrationError, assert_registered
 
     error = None
@@ -237,10 +242,12 @@ def check(
         report = environment_report()
         report["expected"] = {m: [list(p) for p in pairs] for m, pairs in found.items()}
         report["ok"] = error is None
+        report["verl_patches"] = [{**asdict(p), "target": p.target} for p in verl_patches.PATCHES]
         if as_json:
             typer.echo(json.dumps(report, indent=2, default=str))
         else:
             _print_report(report)
+            typer.echo(verl_patches.format_table())
     if error is not None:
         _fail(str(error))
     if not quiet and not as_json:
@@ -286,6 +293,51 @@ def new_recipe_cmd(
 # ---------------------------------------------------------------------------
 
 
+def _collect(problems: list[str], func):
+    """Run ``func``; a user error's lines (``errors``, or its message) go to ``problems`` (each once) and None
+    is returned."""
+    try:
+        return func()
+    except _user_errors() as exc:
+        for line in getattr(exc, "errors", None) or [str(exc)]:
+            if line not in problems:
+                problems.append(line)
+        return None
+
+
+def _run_verl_validate_config(config, problems: list[str]) -> str:
+    """verl's ``auto_set_device`` (the CPU platform's checks run there) and ``validate_config``, as verl's driver
+    calls them. Their failures are added to ``problems``; a crash on a config the frontier checks already
+    rejected (verl comparing a string with a number, say) is left out. Returns the status for the summary."""
+    import contextlib
+    import io
+
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils import config as vuc
+    from verl.utils.device import auto_set_device
+
+    from verl_frontier.validation import hook_disabled
+
+    earlier = bool(problems)
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buffer), hook_disabled():
+            auto_set_device(config)
+            vuc.validate_config(
+                config=config,
+                use_reference_policy=need_reference_policy(config),
+                use_critic=need_critic(config),
+            )
+    except Exception as exc:  # noqa: BLE001 - verl's checks raise assorted types
+        lines = getattr(exc, "errors", None)
+        if lines:  # the CPU platform's checks: the frontier cpu_platform check may have reported them already
+            problems.extend(line for line in lines if line not in problems)
+        elif not earlier or isinstance(exc, AssertionError | ValueError):
+            problems.append(f"verl validate_config: {type(exc).__name__}: {exc}")
+        return "failed"
+    return "passed"
+
+
 @app.command()
 @_handles_errors
 def validate(
@@ -296,7 +348,11 @@ def validate(
     ] = None,
     skip_check: Annotated[
         list[str] | None,
-        typer.Option("--skip-check", help="Skip a frontier check: data_files, model_paths, schemas, world_size."),
+        typer.Option(
+            "--skip-check",
+            help="Skip a frontier check: data_files, model_paths, world_size, schemas, registered_names, "
+            "verl_types, distillation_temperature, cpu_platform, or a method's (paced, ace, opsdc, ...).",
+        ),
     ] = None,
     no_verl: Annotated[bool, typer.Option("--no-verl", help="Do not run verl's own validate_config.")] = False,
     show: Annotated[bool, typer.Option("--show", help="Print the composed config (YAML).")] = False,
@@ -308,13 +364,12 @@ def validate(
 ):
     """Compose RECIPE with OVERRIDES against verl's ppo_trainer config and validate it (no Ray).
 
+    Every check runs; each problem is printed on its own line (exit code 2).
+
     With launch options (--nodes, --gpus-per-node, --partition) it also checks them the way `frontier launch`
     does: the batch sizes must split over the nodes x GPUs, the partition must be listed by sinfo.
     """
     _quiet_imports()
-    import contextlib
-    import io
-
     import verl  # noqa: F401 - loads the verl.plugins entry points (method registrations, hooks)
     from omegaconf import OmegaConf
 
@@ -328,32 +383,20 @@ def validate(
     rc.resolve_all(config)
     used_config = config_name or spec.default_config
     warnings_out = [f"{key} is not a verl ppo_trainer key" for key in rc.unknown_recipe_keys(spec, used_config)]
-    checks = validate_frontier_config(config, skip=tuple(skip_check or ()))
+    problems: list[str] = []
+    checks = _collect(problems, lambda: validate_frontier_config(config, skip=tuple(skip_check or ()))) or []
     if partition is not None:
         from verl_frontier.launch.core import check_partition
 
-        check_partition(partition)
-        checks.append("partition")
+        if _collect(problems, lambda: check_partition(partition) or True):
+            checks.append("partition")
     verl_status = "skipped"
     if not no_verl:
-        from verl.trainer.ppo.utils import need_critic, need_reference_policy
-        from verl.utils import config as vuc
-        from verl.utils.device import auto_set_device
-
-        from verl_frontier.validation import hook_disabled
-
-        buffer = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(buffer), hook_disabled():
-                auto_set_device(config)
-                vuc.validate_config(
-                    config=config,
-                    use_reference_policy=need_reference_policy(config),
-                    use_critic=need_critic(config),
-                )
-        except (AssertionError, ValueError, TypeError, KeyError) as exc:
-            raise CliError(f"verl validate_config: {type(exc).__name__}: {exc}") from None
-        verl_status = "passed"
+        verl_status = _run_verl_validate_config(config, problems)
+    if problems:
+        for line in problems:
+            typer.echo(f"error: {' '.join(line.split())}", err=True)
+        raise typer.Exit(EXIT_USAGE)
     if show:
         typer.echo(OmegaConf.to_yaml(config))
     for line in warnings_out:

@@ -16,13 +16,12 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import time
 from pathlib import Path
 
-from verl_frontier.studies import Arm, final_checkpoint, machine_lock, run_arm
+from verl_frontier.arguments import POSITIVE_INT, ArgumentParser, output_dir
+from verl_frontier.studies import Arm, final_checkpoint, machine_lock, run_arm, write_json_atomic
 from verl_frontier.tinyworld.paths import repo_root, world_dir
 
 #: (label, recipe folder, config name, overrides, which step count: "steps" or "kd_steps")
@@ -67,14 +66,16 @@ def plot(curves: dict[str, dict[int, dict]], table: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Distillation in the tiny world, through verl on CPU")
-    parser.add_argument("--steps", type=int, default=40, help="steps of the two on-policy runs")
-    parser.add_argument("--kd-steps", type=int, default=150, help="steps of the run on the teacher's responses")
-    parser.add_argument("--test-freq", type=int, default=10, help="verl's greedy validation every N steps")
+    parser = ArgumentParser(description="Distillation in the tiny world, through verl on CPU")
+    parser.add_argument("--steps", type=POSITIVE_INT, default=40, help="steps of the two on-policy runs")
+    parser.add_argument(
+        "--kd-steps", type=POSITIVE_INT, default=150, help="steps of the run on the teacher's responses"
+    )
+    parser.add_argument("--test-freq", type=POSITIVE_INT, default=10, help="verl's greedy validation every N steps")
     parser.add_argument("--size", default="full", choices=["full", "small"])
-    parser.add_argument("--out", type=Path, default=repo_root() / "outputs" / "demo")
-    parser.add_argument("--eval-limit", type=int, default=None, help="evaluate on the first N test problems")
-    args, overrides = parser.parse_known_args(argv)
+    parser.add_argument("--out", type=output_dir, default=repo_root() / "outputs" / "demo")
+    parser.add_argument("--eval-limit", type=POSITIVE_INT, default=None, help="evaluate on the first N test problems")
+    args, overrides = parser.parse_with_overrides(argv)
 
     from verl_frontier.essence.data import ensure_world_teacher_data
     from verl_frontier.evaluation import evaluate
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
             table[name] = evaluate(model, test, n=0, greedy=True, limit=args.eval_limit)["greedy_accuracy"]
     plot(curves, table, out / "demo.png")
     summary = {"greedy_accuracy": table, "steps": args.steps, "kd_steps": args.kd_steps}
-    (out / "demo.json").write_text(json.dumps(summary, indent=2))
+    write_json_atomic(out / "demo.json", summary)
     print("\nheld-out greedy accuracy (tiny world test set)")
     print(f"  {'model':<56} accuracy")
     for name, value in table.items():

@@ -24,8 +24,6 @@ import threading
 
 logger = logging.getLogger("verl_frontier")
 
-SUPPORTED_VERL_VERSION = "0.9.1"
-
 _lock = threading.Lock()
 _pending_metrics: dict[str, float] = {}
 _step: list[int | None] = [None]
@@ -57,7 +55,7 @@ _MARKER = "_verl_frontier_driver_hook"
 
 
 def _wrap(owner, name: str, make) -> None:
-    from verl_cpu.import_hooks import wrap_once
+    from verl_frontier_hooks import wrap_once
 
     wrap_once(owner, name, make, marker=_MARKER)
 
@@ -103,19 +101,11 @@ def _hook_v1(module) -> None:
 
 
 def install() -> None:
-    """Install the driver hooks (idempotent; a no-op with a warning on an untested verl version)."""
-    from importlib.metadata import version
+    """Install the driver hooks (idempotent; on another verl version, nothing: see verl_patches)."""
+    from verl_frontier.verl_patches import verl_supported
+    from verl_frontier_hooks import when_imported
 
-    from verl_cpu.import_hooks import when_imported
-
-    installed = version("verl")
-    if installed != SUPPORTED_VERL_VERSION:
-        logger.warning(
-            "verl-frontier: driver hooks are written for verl %s, found %s; step-dependent schedules and "
-            "estimator metrics are disabled",
-            SUPPORTED_VERL_VERSION,
-            installed,
-        )
+    if not verl_supported("driver_hooks"):
         return
     when_imported("verl.trainer.ppo.ray_trainer", _hook_legacy)
     when_imported("verl.trainer.ppo.v1.trainer_base", _hook_v1)

@@ -27,6 +27,7 @@ logger = logging.getLogger("verl_frontier")
 #: method packages here as they land: "paced.verl_plugin", "ace.verl_plugin", "opsdc.verl_plugin",
 #: "orbit.verl_plugin".
 METHOD_PLUGINS: tuple[str, ...] = (
+    "verl_frontier.kd.replay",
     "verl_frontier.paced.verl_plugin",
     "verl_frontier.ace.verl_plugin",
     "verl_frontier.opsdc.verl_plugin",

@@ -14,7 +14,6 @@ Used by the ``reproduce.py`` of each method's recipe folder (``make reproduce``)
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import json
@@ -23,11 +22,11 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from verl_frontier.arguments import POSITIVE_INT, SEED, ArgumentParser, output_dir, write_text_atomic
 from verl_frontier.tinyworld.paths import repo_root
 
 VAL_ACC_SUFFIX = "/acc/mean@1"
@@ -94,21 +93,31 @@ def validation_accuracy(steps: dict[int, dict]) -> dict[int, float]:
 
 
 def write_json_atomic(path: Path, payload) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(payload, handle, indent=2)
-    os.replace(tmp, path)
+    """``payload`` as JSON, written to a temporary file next to ``path`` and renamed into place."""
+    write_text_atomic(path, json.dumps(payload, indent=2))
 
 
-def study_parser(doc: str, name: str, seeds: list[int], steps: int, test_freq: int = 10) -> argparse.ArgumentParser:
+class StudyParser(ArgumentParser):
+    """One-line errors (exit code 2); ``parse_with_overrides`` also rejects a seed given twice."""
+
+    def parse_with_overrides(self, argv=None):
+        args, extra = super().parse_with_overrides(argv)
+        seeds = getattr(args, "seeds", None) or []
+        repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+        if repeated:
+            self.error(f"argument --seeds: seed {repeated[0]} given twice")
+        return args, extra
+
+
+def study_parser(doc: str, name: str, seeds: list[int], steps: int, test_freq: int = 10) -> StudyParser:
     """The options every ``recipes/*/reproduce.py`` takes: ``--seeds``, ``--steps``, ``--test-freq``, ``--out``
-    (default ``outputs/<name>_study``); unknown arguments are passed to verl as Hydra overrides."""
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(seeds))
-    parser.add_argument("--steps", type=int, default=steps)
-    parser.add_argument("--test-freq", type=int, default=test_freq)
-    parser.add_argument("--out", type=Path, default=repo_root() / "outputs" / f"{name}_study")
+    (default ``outputs/<name>_study``), each checked while parsing; with ``parse_with_overrides`` the other
+    arguments must be Hydra overrides and are passed to verl."""
+    parser = StudyParser(description=doc.splitlines()[0])
+    parser.add_argument("--seeds", type=SEED, nargs="+", default=list(seeds))
+    parser.add_argument("--steps", type=POSITIVE_INT, default=steps)
+    parser.add_argument("--test-freq", type=POSITIVE_INT, default=test_freq)
+    parser.add_argument("--out", type=output_dir, default=repo_root() / "outputs" / f"{name}_study")
     return parser
 
 

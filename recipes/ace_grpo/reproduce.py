@@ -21,6 +21,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from verl_frontier.arguments import POSITIVE_INT
 from verl_frontier.studies import (
     Arm,
     Study,
@@ -107,8 +108,10 @@ def plot(rows: dict, base: dict, path: Path, title: str) -> None:
 
 def main(argv=None) -> None:
     parser = study_parser(__doc__, "ace", seeds=[0, 1, 2], steps=30, test_freq=10)
-    parser.add_argument("--eval-limit", type=int, default=None, help="evaluate only the first N held-out problems")
-    args, extra = parser.parse_known_args(argv)
+    parser.add_argument(
+        "--eval-limit", type=POSITIVE_INT, default=None, help="evaluate only the first N held-out problems"
+    )
+    args, extra = parser.parse_with_overrides(argv)
 
     world = full_world()
     test = world / "data" / "test.parquet"

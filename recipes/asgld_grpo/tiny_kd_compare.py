@@ -12,10 +12,10 @@ Writes ``recipes/asgld_grpo/tiny_kd_compare.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
+from verl_frontier.arguments import POSITIVE_FLOAT, POSITIVE_INT, ArgumentParser, output_dir
 from verl_frontier.studies import Arm, full_world, run_arm, write_json_atomic
 from verl_frontier.tinyworld.paths import repo_root
 
@@ -43,11 +43,11 @@ COMMON = [
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=96)
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=POSITIVE_INT, default=96)
     parser.add_argument("--optimizer", default="ASGLD", choices=["AdamW", "ASG", "AGLD", "ASGLD"])
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--out", type=Path, default=repo_root() / "outputs" / "asgld_kd_compare")
+    parser.add_argument("--lr", type=POSITIVE_FLOAT, default=3e-3)
+    parser.add_argument("--out", type=output_dir, default=repo_root() / "outputs" / "asgld_kd_compare")
     args = parser.parse_args(argv)
 
     arm = Arm(f"{args.optimizer.lower()}_lr{args.lr:g}", "essence", "essence_tiny",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from verl_frontier.arguments import POSITIVE_INT
 from verl_frontier.essence.data import ensure_world_teacher_data
 from verl_frontier.studies import Arm, Study, full_world, publish_results, run_study, study_parser
 
@@ -137,8 +138,8 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main(argv=None) -> None:
     parser = study_parser(__doc__, "essence", seeds=[0], steps=96, test_freq=96)
-    parser.add_argument("--num-prompts", type=int, default=6000)
-    args, extra = parser.parse_known_args(argv)
+    parser.add_argument("--num-prompts", type=POSITIVE_INT, default=6000)
+    args, extra = parser.parse_with_overrides(argv)
 
     world = full_world()
     ensure_world_teacher_data(world, "essence", args.num_prompts)

@@ -126,8 +126,8 @@ def main(argv=None) -> None:
     from verl_frontier.tinyworld.heldout import ensure_heldout
 
     parser = study_parser(__doc__, "grpo", seeds=[0], steps=100, test_freq=25)
-    parser.add_argument("--arms", nargs="+", default=None, help="subset of arm names")
-    args, extra = parser.parse_known_args(argv)
+    parser.add_argument("--arms", nargs="+", default=None, choices=[a.name for a in arms()], help="subset of arm names")
+    args, extra = parser.parse_with_overrides(argv)
 
     here = Path(__file__).resolve().parent
     world = full_world()

@@ -5,7 +5,7 @@ Both arms minimise verl's built-in ``forward_kl_topk`` with top-k = the whole 10
 forward KL, every sequence weighted the same), lr 1e-3 with 10 warm-up steps, 64 sequences per step, on the
 concise style; they differ only in whose sequences are scored:
 * ``kd_teacher_sequences``   ``kd_uniform_tiny``: the teacher's greedy answers (correct ones) to 6,000
-  training prompts, replayed by the ``essence_replay`` agent loop
+  training prompts, replayed by the ``teacher_replay`` agent loop
 * ``opd_student_samples``    ``opd_uniform_tiny`` with the same loss: 16 prompts x 4 student samples (T = 1)
 
     python recipes/kd_uniform/reproduce.py [--seeds 0] [--steps 150] [--out outputs/kd_uniform_study]
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from verl_frontier.arguments import POSITIVE_INT
 from verl_frontier.essence.data import ensure_world_teacher_data
 from verl_frontier.studies import (
     Arm,
@@ -50,9 +51,9 @@ def arms() -> list[Arm]:
 
 def main(argv=None) -> None:
     parser = study_parser(__doc__, "kd_uniform", seeds=[0], steps=150, test_freq=25)
-    parser.add_argument("--num-prompts", type=int, default=6000)
-    parser.add_argument("--arms", nargs="+", default=None, help="subset of arm names")
-    args, extra = parser.parse_known_args(argv)
+    parser.add_argument("--num-prompts", type=POSITIVE_INT, default=6000)
+    parser.add_argument("--arms", nargs="+", default=None, choices=[a.name for a in arms()], help="subset of arm names")
+    args, extra = parser.parse_with_overrides(argv)
 
     world = full_world()
     ensure_world_teacher_data(world, "kd_concise", args.num_prompts)

@@ -108,7 +108,7 @@ def plot(results: dict, names: list[str], path: Path) -> None:
 
 def main(argv=None) -> None:
     parser = study_parser(__doc__, "opsdc", seeds=[0], steps=100, test_freq=10)
-    args, extra = parser.parse_known_args(argv)
+    args, extra = parser.parse_with_overrides(argv)
 
     world = full_world()
     chosen = arms()

@@ -25,6 +25,7 @@ import statistics
 from dataclasses import replace
 from pathlib import Path
 
+from verl_frontier.arguments import POSITIVE_INT
 from verl_frontier.studies import Arm, Study, full_world, publish_results, run_study, study_parser
 
 EPISODES = 3
@@ -172,8 +173,8 @@ def plot(results: dict, name: str, row: dict, stats: dict, path: Path) -> None:
 
 def main(argv=None) -> None:
     parser = study_parser(__doc__, "orbit", seeds=[0, 1, 2], steps=40, test_freq=10)
-    parser.add_argument("--warm-steps", type=int, default=300)
-    args, extra = parser.parse_known_args(argv)
+    parser.add_argument("--warm-steps", type=POSITIVE_INT, default=300)
+    args, extra = parser.parse_with_overrides(argv)
 
     world = full_world()
     data_dir, stats = prepare(world, args.warm_steps)

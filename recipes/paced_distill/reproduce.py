@@ -45,8 +45,10 @@ def arms(steps: int) -> list[Arm]:
 
 def main(argv=None) -> None:
     parser = study_parser(__doc__, "paced", seeds=[0, 1, 2], steps=40, test_freq=10)
-    parser.add_argument("--arms", nargs="+", default=None, help="subset of arm names")
-    args, extra = parser.parse_known_args(argv)
+    parser.add_argument(
+        "--arms", nargs="+", default=None, choices=[a.name for a in arms(1)], help="subset of arm names"
+    )
+    args, extra = parser.parse_with_overrides(argv)
 
     world = full_world()
     chosen = [arm for arm in arms(args.steps) if args.arms is None or arm.name in args.arms]

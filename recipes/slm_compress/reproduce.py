@@ -21,11 +21,11 @@ Writes ``<out>/results.json`` (resumable per stage), prints a markdown table, an
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
 
+from verl_frontier.arguments import FRACTION, POSITIVE_INT, SEED, ArgumentParser, output_dir
 from verl_frontier.studies import Arm, final_checkpoint, machine_lock, run_arm, write_json_atomic
 from verl_frontier.tinyworld.paths import repo_root
 
@@ -78,17 +78,17 @@ def plot(results: dict, path: Path) -> None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300, help="re-distillation steps")
-    parser.add_argument("--test-freq", type=int, default=25)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--mlp-sparsity", type=float, default=0.5)
-    parser.add_argument("--attn-sparsity", type=float, default=0.5)
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=POSITIVE_INT, default=300, help="re-distillation steps")
+    parser.add_argument("--test-freq", type=POSITIVE_INT, default=25)
+    parser.add_argument("--seed", type=SEED, default=0)
+    parser.add_argument("--mlp-sparsity", type=FRACTION, default=0.5, help="in [0, 1)")
+    parser.add_argument("--attn-sparsity", type=FRACTION, default=0.5, help="in [0, 1)")
     parser.add_argument("--importance", default="activation", choices=["activation", "weight"])
-    parser.add_argument("--calib", type=int, default=256, help="calibration examples (train split)")
-    parser.add_argument("--limit", type=int, default=None, help="held-out problems to score (default: all)")
-    parser.add_argument("--out", type=Path, default=repo_root() / "outputs" / "slm_compress")
-    args, extra = parser.parse_known_args(argv)
+    parser.add_argument("--calib", type=POSITIVE_INT, default=256, help="calibration examples (train split)")
+    parser.add_argument("--limit", type=POSITIVE_INT, default=None, help="held-out problems to score (default: all)")
+    parser.add_argument("--out", type=output_dir, default=repo_root() / "outputs" / "slm_compress")
+    args, extra = parser.parse_with_overrides(argv)
 
     import torch
     from transformers import AutoModelForCausalLM

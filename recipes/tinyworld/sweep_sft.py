@@ -8,36 +8,48 @@ settings given on the command line change (steps, lr, and optionally batch size,
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict, replace
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import torch
 from transformers import AutoTokenizer
 
+from verl_frontier.arguments import (
+    FRACTION,
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    PROBABILITY,
+    ArgumentParser,
+    float_range,
+    tiny_world,
+)
 from verl_frontier.tinyworld.builder import SIZES, measure, model_seed, role_specs
 from verl_frontier.tinyworld.paths import world_dir
 from verl_frontier.tinyworld.sft import make_model, train
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    ap = ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("role", choices=["teacher", "student"])
-    ap.add_argument("steps", type=int)
-    ap.add_argument("lr", type=float)
-    ap.add_argument("--world", type=Path, default=None, help="a built world (default: the full world of seed 0)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=None, help="problems per concise batch (default: the world's)")
-    ap.add_argument("--warmup-frac", type=float, default=None)
-    ap.add_argument("--weight-decay", type=float, default=None)
-    ap.add_argument("--verbose-frac", type=float, default=None)
-    ap.add_argument("--verbose-batch-div", type=int, default=None)
-    args = ap.parse_args()
-    world = args.world or world_dir("full", 0)
-    if not (world / "manifest.json").exists():
-        raise SystemExit(f"no built world at {world}: run `frontier world build` first")
+    ap.add_argument("steps", type=POSITIVE_INT)
+    ap.add_argument("lr", type=POSITIVE_FLOAT)
+    ap.add_argument("--world", type=tiny_world, default=None, help="a built world (default: the full world of seed 0)")
+    ap.add_argument("--threads", type=POSITIVE_INT, default=2)
+    ap.add_argument(
+        "--batch", type=POSITIVE_INT, default=None, help="problems per concise batch (default: the world's)"
+    )
+    ap.add_argument("--warmup-frac", type=FRACTION, default=None)
+    ap.add_argument("--weight-decay", type=float_range(0.0), default=None)
+    ap.add_argument("--verbose-frac", type=PROBABILITY, default=None)
+    ap.add_argument("--verbose-batch-div", type=POSITIVE_INT, default=None)
+    args = ap.parse_args(argv)
+    world = args.world
+    if world is None:
+        try:
+            world = tiny_world.parse(world_dir("full", 0))
+        except ValueError as exc:
+            ap.error(f"argument --world: {exc}")
     manifest = json.loads((world / "manifest.json").read_text())
     torch.set_num_threads(args.threads)
     cfg = SIZES[manifest["size"]]

@@ -1,4 +1,5 @@
-"""ACE through verl's real trainer on CPU: 3 runs of 2 steps (v1 + DAPO, legacy + GRPO, v1 + GRPO with α = 0).
+"""ACE through verl's real trainer on CPU: v1 + DAPO and v1 + GRPO with α = 0 (2 steps each), legacy + GRPO (4 steps,
+and with FRONTIER_E2E_RESUME_ALL=1 steps 3-4 again from its step-2 checkpoint in a resumed launch).
 
 The rewards come from ace_mixed_reward.py (pseudo-random 0/1), so that groups are mixed on the small world.
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from verl_runner import run_recipe
+from verl_runner import RESUME_ALL, assert_resumed_like_straight, resume_from, run_recipe, save_at
 
 from verl_frontier.ace.advantage import ace_advantages, ace_metrics
 
@@ -49,13 +50,13 @@ def _grpo(dump) -> torch.Tensor:
     return advantages
 
 
-def _run(name, config, tmp_path, world, ray, extra=()):
+def _run(name, config, tmp_path, world, ray, extra=(), steps=(1, 2)):
     dump_dir = tmp_path / "ace_dump"
     overrides = [f"+algorithm.ace.dump_dir={dump_dir}", *MIXED_REWARD, *extra]
-    run = run_recipe(name, config, tmp_path, world, overrides, steps=2, ray=ray)
+    run = run_recipe(name, config, tmp_path, world, overrides, steps=max(steps), ray=ray)
     assert run.returncode == 0, run.tail()
-    assert run.train_steps() == [1, 2], (run.train_steps(), run.tail())
-    dumps = {step: torch.load(dump_dir / f"step_{step}.pt", weights_only=False) for step in (1, 2)}
+    assert run.train_steps() == list(steps), (run.train_steps(), run.tail())
+    dumps = {step: torch.load(dump_dir / f"step_{step}.pt", weights_only=False) for step in steps}
     return run, dumps
 
 
@@ -109,10 +110,35 @@ def test_ace_dapo_v1_trainer(small_world, tmp_path, shared_ray):
         assert all(len(set(r)) > 1 for r in groups.values()), groups
 
 
-def test_ace_grpo_legacy_trainer(small_world, tmp_path, shared_ray):
-    run, dumps = _run("ace_grpo", "ace_grpo_tiny", tmp_path, small_world, shared_ray, ["trainer.use_v1=false"])
+def test_ace_grpo_legacy_trainer_and_resumed(small_world, tmp_path, shared_ray):
+    """Legacy trainer, 4 steps with a checkpoint at step 2; a second launch resumed from it logs the same steps
+    3-4 and trains on the same advantages (with FRONTIER_E2E_RESUME_ALL=1)."""
+    legacy = ["trainer.use_v1=false"]
+    run, dumps = _run(
+        "ace_grpo", "ace_grpo_tiny", tmp_path, small_world, shared_ray, [*legacy, *save_at(2)], steps=(1, 2, 3, 4)
+    )
     assert "actor/kl_loss" in run.steps()[1]
     _check_ace_active(run.steps(), dumps)
+    for step in (3, 4):
+        _check_step(run.steps()[step], dumps[step], alpha=1.0)
+    if not RESUME_ALL:
+        return
+    resumed, resumed_dumps = _run(
+        "ace_grpo", "ace_grpo_tiny", tmp_path / "resumed", small_world, shared_ray, [*legacy, *resume_from(run, 2)],
+        steps=(3, 4),
+    )  # fmt: skip
+    assert_resumed_like_straight(run, resumed, [3, 4])
+    for step in (3, 4):  # the same rows (the legacy trainer may order a step's rows differently)
+        torch.testing.assert_close(
+            _sorted_rows(resumed_dumps[step]["advantages"]),
+            _sorted_rows(dumps[step]["advantages"]),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+
+
+def _sorted_rows(t: torch.Tensor) -> torch.Tensor:
+    return t[sorted(range(t.shape[0]), key=lambda i: t[i].tolist())]
 
 
 def test_ace_alpha_zero_equals_grpo_v1(small_world, tmp_path, shared_ray):

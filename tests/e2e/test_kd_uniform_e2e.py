@@ -1,5 +1,5 @@
 """kd_uniform's tiny recipe through verl's real trainer on CPU (2 steps): teacher-written responses replayed by
-``essence_replay``, scored by verl's teacher server, trained with verl's built-in ``forward_kl_topk``."""
+``teacher_replay``, scored by verl's teacher server, trained with verl's built-in ``forward_kl_topk``."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ def kd_data(small_world, tmp_path_factory):
     from verl_frontier.essence.data import build
 
     out = tmp_path_factory.mktemp("kd-data")
-    stats = build(small_world / "data" / "train.parquet", out, from_field="extra_info.reference", num=32)
+    stats = build(
+        small_world / "data" / "train.parquet", out, from_field="extra_info.reference", num=32, agent="teacher_replay"
+    )
     assert stats["kept"] == 32
     return out / "train.parquet"
 

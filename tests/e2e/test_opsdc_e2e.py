@@ -1,11 +1,13 @@
-"""OPSDC through verl's real trainer on CPU (recipes/opsdc/opsdc_tiny.yaml), 2 steps per run, asserting on
-OPSDC's own logged metrics. Two runs: v1 trainer with M = 1 (teacher refreshed after every step) and the legacy
-trainer with M = 0 (teacher frozen at the initial weights)."""
+"""OPSDC through verl's real trainer on CPU (recipes/opsdc/opsdc_tiny.yaml), asserting on OPSDC's own logged
+metrics. v1 trainer with M = 1 (teacher refreshed after every step): 4 steps with a checkpoint at step 2, then
+a second launch resumed from that checkpoint must log the same steps 3-4 (teacher weights, sync counter and
+compression baseline restored). Legacy trainer with M = 0 (teacher frozen at the initial weights): the same
+4 steps + resumed launch."""
 
 from __future__ import annotations
 
 import pytest
-from verl_runner import assert_trained, run_recipe
+from verl_runner import assert_resumed_like_straight, assert_trained, resume_from, run_recipe, save_at
 
 pytestmark = pytest.mark.e2e
 
@@ -27,12 +29,12 @@ def _metric(data: dict, name: str):
     raise KeyError(f"{name} not logged; keys: {sorted(k for k in data if 'opsdc' in k)}")
 
 
-def _assert_ok(run):
-    assert_trained(run, [1, 2], tail_lines=200)
+def _assert_ok(run, steps=(1, 2)):
+    assert_trained(run, list(steps), tail_lines=200)
 
 
-def _common(steps):
-    for step in (1, 2):
+def _common(steps, numbers=(1, 2)):
+    for step in numbers:
         data = steps[step]
         assert _metric(data, "opsdc/reprompt_miss_frac") == 0.0
         assert _metric(data, "opsdc/teacher_prompt_extra_tokens") == len(" Be concise.")  # char-level tokenizer
@@ -44,28 +46,43 @@ def _common(steps):
     assert steps[2]["opsdc/compression_ratio"] > 0
 
 
-def test_opsdc_v1_teacher_synced_every_step(small_world, tmp_path, shared_ray):
+def test_opsdc_v1_teacher_synced_every_step_and_resumed(small_world, tmp_path, shared_ray):
     overrides = [*FAST, "actor_rollout_ref.opsdc.teacher_update_freq=1"]
-    run = run_recipe("opsdc", "opsdc_tiny", tmp_path, small_world, overrides, steps=2, ray=shared_ray)
-    _assert_ok(run)
+    run = run_recipe(
+        "opsdc", "opsdc_tiny", tmp_path / "straight", small_world, [*overrides, *save_at(2)], steps=4, ray=shared_ray
+    )
+    _assert_ok(run, (1, 2, 3, 4))
     steps = run.steps()
-    _common(steps)
-    for step in (1, 2):
+    _common(steps, (1, 2, 3, 4))
+    for step in (1, 2, 3, 4):
         data = steps[step]
         assert _metric(data, "opsdc/teacher_synced") == 1.0
         # after the sync the teacher's weights equal the actor's, and have left the initial weights
         assert _metric(data, "opsdc/teacher_actor_max_abs_diff") == 0.0
         assert _metric(data, "opsdc/teacher_checksum") == _metric(data, "opsdc/actor_checksum")
         assert _metric(data, "opsdc/teacher_minus_initial_checksum") != 0.0
+    # preempted after step 2: the resumed launch starts from the step-2 checkpoint (teacher = step-2 actor)
+    resumed = run_recipe(
+        "opsdc", "opsdc_tiny", tmp_path / "resumed", small_world, [*overrides, *resume_from(run, 2)], steps=4,
+        ray=shared_ray,
+    )  # fmt: skip
+    assert_resumed_like_straight(run, resumed, [3, 4])
 
 
-def test_opsdc_legacy_trainer_frozen_teacher(small_world, tmp_path, shared_ray):
+def test_opsdc_legacy_trainer_frozen_teacher_and_resumed(small_world, tmp_path, shared_ray):
     overrides = [*FAST, "trainer.use_v1=false", "actor_rollout_ref.opsdc.teacher_update_freq=0"]
-    run = run_recipe("opsdc", "opsdc_tiny", tmp_path, small_world, overrides, steps=2, ray=shared_ray)
-    _assert_ok(run)
+    run = run_recipe(
+        "opsdc", "opsdc_tiny", tmp_path / "straight", small_world, [*overrides, *save_at(2)], steps=4, ray=shared_ray
+    )
+    _assert_ok(run, (1, 2, 3, 4))
     steps = run.steps()
-    _common(steps)
-    for step in (1, 2):
+    _common(steps, (1, 2, 3, 4))
+    resumed = run_recipe(
+        "opsdc", "opsdc_tiny", tmp_path / "resumed", small_world, [*overrides, *resume_from(run, 2)], steps=4,
+        ray=shared_ray,
+    )  # fmt: skip
+    assert_resumed_like_straight(run, resumed, [3, 4])  # step counter and compression baseline restored
+    for step in (1, 2, 3, 4):
         data = steps[step]
         assert _metric(data, "opsdc/teacher_synced") == 0.0
         # the teacher keeps its initial weights while the actor moves away from them

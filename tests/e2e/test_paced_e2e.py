@@ -1,4 +1,5 @@
-"""Paced through verl's real trainer on CPU (2 steps per run), asserting on Paced's own logged metrics.
+"""Paced through verl's real trainer on CPU (2 steps per run; the two-stage v1 run: 4 steps, then steps 3-4 again
+from its step-2 checkpoint), asserting on Paced's own logged metrics.
 
 A registration or config-key mistake (estimator not found, loss mode unknown in a worker, the weight not
 reaching the actor's micro-batch, the stage not switching) fails here even when every unit test passes.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from verl_runner import assert_trained, run_recipe
+from verl_runner import RESUME_ALL, assert_resumed_like_straight, assert_trained, resume_from, run_recipe, save_at
 
 pytestmark = pytest.mark.e2e
 
@@ -30,13 +31,18 @@ def _assert_weights_logged(data):
     assert math.isfinite(data["actor/distillation/loss"]) and data["actor/distillation/loss"] >= 0
 
 
-def test_paced_two_stage_v1_switches_divergence(small_world, tmp_path, shared_ray):
-    """v1 trainer, loss_mode=paced_topk, switch_step=2: step 1 is forward KL, step 2 reverse KL."""
-    overrides = ["algorithm.paced.switch_step=2"]
-    run = run_recipe("paced_two_stage", "paced_two_stage_tiny", tmp_path, small_world, overrides, ray=shared_ray)
-    assert_trained(run, [1, 2])
+def test_paced_two_stage_v1_switches_divergence_and_resumes(small_world, tmp_path, shared_ray):
+    """v1 trainer, loss_mode=paced_topk, switch_step=3: steps 1-2 are forward KL, steps 3-4 reverse KL. A second
+    launch resumed from the step-2 checkpoint starts in stage 2, as the straight run does, and logs the same
+    steps 3-4 (with FRONTIER_E2E_RESUME_ALL=1)."""
+    overrides = ["algorithm.paced.switch_step=3"]
+    run = run_recipe(
+        "paced_two_stage", "paced_two_stage_tiny", tmp_path, small_world, [*overrides, *save_at(2)], steps=4,
+        ray=shared_ray,
+    )  # fmt: skip
+    assert_trained(run, [1, 2, 3, 4])
     steps = run.steps()
-    first, second = steps[1], steps[2]
+    first, second = steps[2], steps[3]
     for data in (first, second):
         _assert_weights_logged(data)
     assert first["paced/stage"] == 1 and first["paced/divergence_code"] == 0
@@ -53,6 +59,13 @@ def test_paced_two_stage_v1_switches_divergence(small_world, tmp_path, shared_ra
         assert data["actor/paced/actor_zero_weight_samples"] == pytest.approx(
             64 * data["paced/zero_weight_prompt_frac"]
         )
+    if not RESUME_ALL:
+        return
+    resumed = run_recipe(
+        "paced_two_stage", "paced_two_stage_tiny", tmp_path / "resumed", small_world,
+        [*overrides, *resume_from(run, 2)], steps=4, ray=shared_ray,
+    )  # fmt: skip
+    assert_resumed_like_straight(run, resumed, [3, 4])
 
 
 def test_paced_forward_kl_legacy_trainer(small_world, tmp_path, shared_ray):

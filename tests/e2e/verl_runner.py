@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import signal
@@ -209,8 +210,78 @@ def run_recipe(
             cmd = [arg for arg in cmd if not arg.startswith("+ray_kwargs.ray_init.address=")] + [
                 f"+ray_kwargs.ray_init.address={ray.address}"
             ]
+        started = time.monotonic()
         proc = subprocess.run(cmd, cwd=out_dir, env=env, capture_output=True, text=True, timeout=timeout)
+        wall_s = time.monotonic() - started
+    if os.environ.get("FRONTIER_E2E_TIMINGS"):  # one JSON line per verl launch: where, how many steps, seconds
+        with open(os.environ["FRONTIER_E2E_TIMINGS"], "a") as f:
+            f.write(
+                json.dumps({"test": os.environ.get("PYTEST_CURRENT_TEST"), "steps": steps, "wall_s": wall_s}) + "\n"
+            )
     metrics = []
     if metrics_path.exists():
         metrics = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
     return VerlRun(proc.returncode, proc.stdout + proc.stderr, metrics, out_dir)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# resume checks: a run that saved a checkpoint, resumed in a second launch, must log the straight run's metrics
+# ---------------------------------------------------------------------------------------------------------
+
+#: metrics that measure the machine, not the training (times, throughput, memory); matched anywhere in the key
+MACHINE_METRICS = ("timing_s/", "timing_per_token_ms/", "perf/", "timing/")
+#: rollout-vs-training log-prob mismatch metrics: float noise of the rollout engine's batching (~1e-7), compared
+#: with an absolute tolerance
+NOISE_METRICS = ("rollout_corr/", "training/rollout_probs_diff", "training/rollout_actor_probs")
+NOISE_ABS_TOL = 1e-6
+
+
+#: each resumed launch costs about 100 s of verl start-up on the 2-core CI machine, so the resume checks of the
+#: methods without state of their own (their step-dependent behaviour reads verl's restored global step) run only
+#: with FRONTIER_E2E_RESUME_ALL=1; the methods with state (OPSDC, ASGLD's optimizer) always run theirs
+RESUME_ALL = os.environ.get("FRONTIER_E2E_RESUME_ALL", "") == "1"
+
+
+def save_at(step: int) -> list[str]:
+    """Overrides that make a run save a verl checkpoint every ``step`` steps."""
+    return [f"trainer.save_freq={step}"]
+
+
+def resume_from(run: VerlRun, step: int) -> list[str]:
+    """Overrides that resume from ``run``'s checkpoint of ``step`` (the resumed launch writes none)."""
+    folder = run.out_dir / "checkpoints" / f"global_step_{step}"
+    assert folder.is_dir(), f"no checkpoint at {folder}"
+    return ["trainer.resume_mode=resume_path", f"trainer.resume_from_path={folder}", "trainer.save_freq=-1"]
+
+
+def metric_differences(
+    straight: VerlRun, resumed: VerlRun, steps: list[int], rel: float = 1e-5, abs_tol: float = 1e-7
+) -> list[str]:
+    """Every training metric of ``steps`` that differs between the two runs (beyond ``rel`` and ``abs_tol``: the
+    two launches batch some forwards differently, ~1e-7 on log-probs, which differences of log-probs such as
+    ACE's confidence shift keep), or is logged by one run only; machine measurements are skipped."""
+    a, b = straight.steps(), resumed.steps()
+    out = []
+    for step in steps:
+        da, db = a.get(step, {}), b.get(step, {})
+        for key in sorted(set(da) | set(db)):
+            if any(part in key for part in MACHINE_METRICS):
+                continue
+            if key not in da or key not in db:
+                out.append(f"step {step} {key}: only in the {'straight' if key in da else 'resumed'} run")
+                continue
+            x, y = da[key], db[key]
+            if isinstance(x, (int, float)) and isinstance(y, (int, float)):
+                tol = NOISE_ABS_TOL if key.startswith(NOISE_METRICS) else abs_tol
+                if not math.isclose(x, y, rel_tol=rel, abs_tol=tol):
+                    out.append(f"step {step} {key}: straight {x!r} resumed {y!r}")
+            elif x != y:
+                out.append(f"step {step} {key}: straight {x!r} resumed {y!r}")
+    return out
+
+
+def assert_resumed_like_straight(straight: VerlRun, resumed: VerlRun, steps: list[int], rel: float = 1e-5) -> None:
+    """The resumed run trained exactly ``steps`` and logged the straight run's metrics for them."""
+    assert_trained(resumed, steps, tail_lines=200)
+    diffs = metric_differences(straight, resumed, steps, rel)
+    assert not diffs, "\n".join(diffs)

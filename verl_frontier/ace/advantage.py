@@ -21,51 +21,12 @@ Everything is vectorised (masked sums), no loop over groups or rollouts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-MODULATIONS = ("softplus", "relu")
-REDUCTIONS = ("mean", "sum")
-
-
-@dataclass
-class AceConfig:
-    """``algorithm.ace`` section.
-
-    base_estimator: the group advantage estimator ACE modulates (any name in verl's ADV_ESTIMATOR_REGISTRY
-        except gae / remax / gdpo / ace itself, e.g. grpo, rloo, grpo_passk, grpo_vectorized).
-    alpha: modulation strength α >= 0 (paper: 1.0 best; 0 = the base estimator).
-    modulation: "softplus" (paper) or "relu" (ablation: only c > 0 is penalised).
-    reduction: "mean" (length-normalised c, paper) or "sum" (sequence log-ratio).
-    dump_dir: if set, every step's inputs and advantages are saved there as ``step_<k>.pt`` (analysis/tests).
-    """
-
-    base_estimator: str = "grpo"
-    alpha: float = field(default=1.0, metadata={"ge": 0})
-    modulation: str = field(default="softplus", metadata={"choices": list(MODULATIONS)})
-    reduction: str = field(default="mean", metadata={"choices": list(REDUCTIONS)})
-    dump_dir: str | None = None
-
-    def __post_init__(self):
-        if self.modulation not in MODULATIONS:
-            raise ValueError(f"modulation must be one of {MODULATIONS}, got {self.modulation!r}")
-        if self.reduction not in REDUCTIONS:
-            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {self.reduction!r}")
-        if not self.alpha >= 0:
-            raise ValueError(f"alpha must be >= 0, got {self.alpha!r}")
-
-    @classmethod
-    def from_mapping(cls, mapping) -> AceConfig:
-        """Build from a dict / DictConfig (missing keys take the defaults; unknown keys are ignored here,
-        the config validation rejects them before Ray starts)."""
-        if mapping is None:
-            return cls()
-        known = {name: mapping[name] for name in cls.__dataclass_fields__ if name in mapping}
-        if "alpha" in known:
-            known["alpha"] = float(known["alpha"])
-        return cls(**known)
+from verl_frontier.ace.config import MODULATIONS, REDUCTIONS, AceConfig  # noqa: F401  (AceConfig: re-exported)
 
 
 def confidence_shift(

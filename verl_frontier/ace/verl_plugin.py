@@ -47,15 +47,15 @@ import os
 
 import torch
 
-from verl_cpu.import_hooks import wrap_once
 from verl_frontier import driver_hooks
 from verl_frontier.ace.advantage import AceConfig, ace_advantages, ace_metrics
 from verl_frontier.validation import config_error, register_check, register_schema, select
+from verl_frontier.verl_patches import verl_supported
+from verl_frontier_hooks import when_imported, wrap_once
 
 logger = logging.getLogger("verl_frontier")
 
 ESTIMATOR_NAME = "ace"
-SUPPORTED_VERL_VERSION = "0.9.1"
 #: base estimators ACE cannot wrap: gae needs a critic and is not a group estimator; remax/gdpo are
 #: special-cased in verl's trainer on ``algorithm.adv_estimator`` itself (baseline generation, reward keys).
 UNSUPPORTED_BASES = ("ace", "gae", "remax", "gdpo")
@@ -296,21 +296,10 @@ def install_hooks() -> None:
     """Wrap verl's advantage functions when verl imports them (now, if already imported). Idempotent.
 
     The wraps target verl 0.9.1's call sites; on another version they are skipped with a warning (the
-    registered ``ace`` estimator then fails on first use, naming the missing log-probs).
+    registered ``ace`` estimator then fails on first use, naming the missing log-probs). See verl_patches.
     """
-    from importlib.metadata import version
-
-    from verl_cpu.import_hooks import when_imported
-
-    installed = version("verl")
-    if installed != SUPPORTED_VERL_VERSION:
-        logger.warning(
-            "verl-frontier: ACE hooks are written for verl %s, found %s; not installed",
-            SUPPORTED_VERL_VERSION,
-            installed,
-        )
+    if not verl_supported("ace"):
         return
-
     when_imported("verl.trainer.ppo.ray_trainer", _hook_ray_trainer)
     when_imported("verl.trainer.ppo.v1.utils", _hook_v1_utils)
     when_imported("verl.trainer.ppo.v1.trainer_base", _hook_v1_trainer_base)

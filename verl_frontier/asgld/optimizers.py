@@ -1,7 +1,7 @@
 """ASG, AGLD and ASGLD (Sang & Liu, arXiv 1805.09416) as ``torch.optim.Optimizer`` classes. Pure torch.
 
-Only the abstract of the paper could be read (see ../shared/reference/papers.md §7), so the update rule is the
-defensible reading of "adaptive stochastic gradient Langevin dynamics" written down here, not a transcription:
+The update rule below is written from the paper's abstract: the defensible reading of "adaptive stochastic
+gradient Langevin dynamics", not a transcription of the paper's equations:
 
     v_t     = ρ v_{t-1} + (1 − ρ) g_t²                                  (per-coordinate second moment)
     θ_{t+1} = θ_t − η · g_t / (√v̂_t + ε) + σ_t · ξ_t,   ξ_t ~ N(0, I)     (v̂_t = v_t / (1 − ρ^t))

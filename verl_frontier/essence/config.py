@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from verl_frontier.essence.segments import SCOPES, check_truncate_ratio, parse_segments
+from verl_frontier.essence.segments import SCOPES, parse_segments
+from verl_frontier.validation import check_fields, read_settings
+
+SECTION = "actor_rollout_ref.essence"
 
 
 @dataclass
@@ -26,19 +29,14 @@ class EssenceConfig:
 
     def __post_init__(self):
         self.segments = sorted(parse_segments(self.segments))
-        self.truncate_ratio = check_truncate_ratio(self.truncate_ratio)
-        if self.truncate_scope not in SCOPES:
-            raise ValueError(f"truncate_scope must be one of {list(SCOPES)}, got {self.truncate_scope!r}")
-        if not isinstance(self.answer_marker, str) or not self.answer_marker:
+        if isinstance(self.truncate_ratio, int) and not isinstance(self.truncate_ratio, bool):
+            self.truncate_ratio = float(self.truncate_ratio)
+        check_fields(self)
+        if not self.answer_marker:
             raise ValueError(f"answer_marker must be a non-empty string, got {self.answer_marker!r}")
-        if not 0.0 <= float(self.ce_weight) <= 1.0:
-            raise ValueError(f"ce_weight must be in [0, 1], got {self.ce_weight!r}")
 
     @classmethod
     def from_mapping(cls, mapping) -> EssenceConfig:
-        if mapping is None:
-            return cls()
-        items = dict(mapping.items()) if hasattr(mapping, "items") else dict(mapping)
-        if "segments" in items and not isinstance(items["segments"], str):
-            items["segments"] = list(items["segments"])
-        return cls(**items)
+        """Build from a dict / DictConfig (missing keys take the defaults) with
+        :func:`verl_frontier.validation.read_settings`."""
+        return read_settings(cls, mapping, SECTION)

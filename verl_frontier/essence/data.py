@@ -2,9 +2,12 @@
 
     python -m verl_frontier.essence.data --teacher TEACHER_DIR --data train.parquet --out DIR [--num 2048]
     python -m verl_frontier.essence.data --from-field extra_info.reference --data train.parquet --out DIR
+    python -m verl_frontier.essence.data --agent teacher_replay ...   # plain sequence-level KD rows
 
 writes ``DIR/train.parquet``: the input rows (verl format: ``data_source``, ``prompt`` chat messages,
-``reward_model``, ``extra_info``) with ``agent_name = "essence_replay"`` and, in ``extra_info``,
+``reward_model``, ``extra_info``) with ``agent_name`` = the replay agent loop (``essence_replay``, default:
+the Essence segment mask and truncation; ``teacher_replay``: the whole response, verl_frontier.kd.replay) and,
+in ``extra_info``,
 ``teacher_response`` (the text the actor is trained on) and ``teacher_score`` (its reward). With
 ``--teacher`` the responses are the teacher's greedy generations (HF ``generate``), scored with the reward
 function, and only correct ones are kept unless ``--keep-incorrect`` (rejection sampling, as the distilled
@@ -27,13 +30,16 @@ from verl_frontier.evaluation.core import _score, load_reward_fn, load_rows
 from verl_frontier.studies import write_json_atomic
 
 REPLAY_AGENT = "essence_replay"  # = agent_loop.REPLAY_AGENT (no verl import here)
+TEACHER_REPLAY_AGENT = "teacher_replay"  # = verl_frontier.kd.replay.REPLAY_AGENT
+#: the agent loops that replay these rows
+REPLAY_AGENTS = (REPLAY_AGENT, TEACHER_REPLAY_AGENT)
 
 
-def replay_row(row: dict, response: str, score: float) -> dict:
-    """One verl row for the replay agent loop."""
+def replay_row(row: dict, response: str, score: float, agent: str = REPLAY_AGENT) -> dict:
+    """One verl row for the replay agent loop ``agent``."""
     extra = dict(row.get("extra_info") or {})
     extra.update(teacher_response=response, teacher_score=float(score))
-    return {**row, "agent_name": REPLAY_AGENT, "extra_info": extra}
+    return {**row, "agent_name": agent, "extra_info": extra}
 
 
 def field_value(row: dict, field: str):
@@ -83,7 +89,10 @@ def build(
     keep_incorrect: bool = False,
     max_new_tokens: int = 256,
     batch_size: int = 256,
+    agent: str = REPLAY_AGENT,
 ) -> dict:
+    if agent not in REPLAY_AGENTS:
+        raise ValueError(f"--agent must be one of {list(REPLAY_AGENTS)}, got {agent!r}")
     if (teacher is None) == (from_field is None):
         raise ValueError("give exactly one of --teacher (generate) or --from-field (read responses)")
     if num is not None and num < 1:
@@ -98,7 +107,7 @@ def build(
         texts = [str(field_value(r, from_field)) for r in rows]
     reward_fn = load_reward_fn(reward)
     scores = [_score(reward_fn, r, t) for r, t in zip(rows, texts, strict=True)]
-    kept = [replay_row(r, t, s) for r, t, s in zip(rows, texts, scores, strict=True) if keep_incorrect or s > 0]
+    kept = [replay_row(r, t, s, agent) for r, t, s in zip(rows, texts, scores, strict=True) if keep_incorrect or s > 0]
     if not kept:
         raise RuntimeError(f"no teacher response scored > 0 on {len(rows)} rows of {data}; nothing to distill")
     out = Path(out)
@@ -116,27 +125,45 @@ def build(
     return stats
 
 
-#: teacher-response datasets written into a tiny world: subdirectory -> the world parquet whose prompts they answer
-WORLD_TEACHER_DATA = {"essence": "data/train_verbose.parquet", "kd_concise": "data/train.parquet"}
+#: teacher-response datasets written into a tiny world: subdirectory -> (the world parquet whose prompts they
+#: answer, the agent loop that replays them)
+WORLD_TEACHER_DATA = {
+    "essence": ("data/train_verbose.parquet", REPLAY_AGENT),
+    "kd_concise": ("data/train.parquet", TEACHER_REPLAY_AGENT),
+}
 
 
 def ensure_world_teacher_data(world: str | Path, name: str, num: int = 6000, keep_incorrect: bool = False) -> Path:
     """``<world>/<name>/train.parquet``: the world teacher's greedy, correct responses to ``num`` training prompts
     (``essence``: verbose style, ``kd_concise``: concise), written once and reused. ``keep_incorrect`` keeps
-    wrong answers too (the small test world's teacher is barely trained)."""
+    wrong answers too (the small test world's teacher is barely trained). An existing file whose rows name
+    another replay agent loop gets its ``agent_name`` column rewritten (the responses are kept)."""
     if name not in WORLD_TEACHER_DATA:
         raise KeyError(f"unknown world teacher dataset {name!r}; known: {sorted(WORLD_TEACHER_DATA)}")
+    source, agent = WORLD_TEACHER_DATA[name]
     world = Path(world)
     path = world / name / "train.parquet"
     if not path.exists():
         build(
-            world / WORLD_TEACHER_DATA[name],
+            world / source,
             world / name,
             teacher=world / "teacher",
             num=num,
             seed=0,
             keep_incorrect=keep_incorrect,
+            agent=agent,
         )
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        if set(table.column("agent_name").to_pylist()) != {agent}:
+            at = table.schema.get_field_index("agent_name")
+            table = table.set_column(at, "agent_name", pa.array([agent] * table.num_rows, pa.string()))
+            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+            pq.write_table(table, tmp)
+            os.replace(tmp, path)
     return path
 
 
@@ -153,6 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--keep-incorrect", action="store_true", help="keep responses that score 0")
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--agent", choices=REPLAY_AGENTS, default=REPLAY_AGENT, help="agent loop that replays the rows")
     a = p.parse_args(argv)
     stats = build(
         a.data,
@@ -165,6 +193,7 @@ def main(argv: list[str] | None = None) -> dict:
         keep_incorrect=a.keep_incorrect,
         max_new_tokens=a.max_new_tokens,
         batch_size=a.batch_size,
+        agent=a.agent,
     )
     print(json.dumps(stats, indent=2))
     return stats

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import functools
 
-from verl_cpu.import_hooks import when_imported
 from verl_frontier.batch_flags import assign_batch_flags
 from verl_frontier.essence import agent_loop
 from verl_frontier.essence.config import EssenceConfig
 from verl_frontier.essence.losses import essence_token_loss
 from verl_frontier.response_tensors import response_padded
 from verl_frontier.validation import config_error, register_check, register_schema, select
+from verl_frontier.verl_patches import verl_supported
+from verl_frontier_hooks import when_imported
 
 LOSS_NAME = "essence_kd_topk"
 SECTION = "actor_rollout_ref.essence"
@@ -84,15 +85,55 @@ def _hook_workers(module) -> None:
     cls.init_model, cls.update_actor = init_model, update_actor
 
 
+def essence_topk_logits_processor(config, distillation_config, data, student_logits, data_format):
+    """FKL_t for ``essence_kd_topk`` from :func:`verl_frontier.kd.topk.topk_divergences` instead of verl's
+    top-k processor: the same value term for term, except that a teacher log-prob of -inf (vLLM's zero
+    probability) contributes 0 where verl's p (log p - log q) gives 0 * inf = NaN. Shapes as verl's
+    ``compute_topk_loss``: (1, total_nnz)."""
+    from verl.utils.ulysses import get_ulysses_sequence_parallel_world_size, slice_input_tensor
+
+    from verl_frontier.kd.topk import topk_divergences
+
+    teacher_log_probs = data["teacher_logprobs"].values().unsqueeze(0)
+    teacher_ids = data["teacher_ids"].values().unsqueeze(0)
+    if get_ulysses_sequence_parallel_world_size() > 1:
+        teacher_log_probs = slice_input_tensor(teacher_log_probs, dim=1)
+        teacher_ids = slice_input_tensor(teacher_ids, dim=1)
+    clamp = distillation_config.distillation_loss.log_prob_min_clamp
+    out = topk_divergences(student_logits, teacher_log_probs, teacher_ids, log_prob_min_clamp=clamp)
+    return {key: out[name] for key, name in TOPK_OUTPUTS.items()}
+
+
+#: verl's top-k processor outputs -> topk_divergences keys
+TOPK_OUTPUTS = {"distillation_losses": "forward_kl", "student_mass": "student_mass", "teacher_mass": "teacher_mass"}
+
+
 def _register() -> None:
+    from verl.trainer.distillation import losses as distillation_losses
     from verl.trainer.distillation.losses import (
         DISTILLATION_LOSS_REGISTRY,
         DistillationLossSettings,
         register_distillation_loss,
     )
 
+    from verl_frontier_hooks import wrap_once
+
     if LOSS_NAME not in DISTILLATION_LOSS_REGISTRY:
         register_distillation_loss(DistillationLossSettings(names=[LOSS_NAME], use_topk=True))(essence_kd_topk)
+
+    def make(original):
+        def compute_topk_loss(config, distillation_config, data, student_logits, data_format):
+            if distillation_config.distillation_loss.loss_mode == LOSS_NAME and config.strategy in FSDP_STRATEGIES:
+                return essence_topk_logits_processor(config, distillation_config, data, student_logits, data_format)
+            return original(config, distillation_config, data, student_logits, data_format)
+
+        return compute_topk_loss
+
+    wrap_once(distillation_losses, "compute_topk_loss", make, marker="_verl_frontier_essence")
+
+
+#: actor strategies whose top-k processor this module replaces (verl's FSDP path; Megatron keeps verl's)
+FSDP_STRATEGIES = ("fsdp", "fsdp2", "veomni")
 
 
 register_schema(SECTION, EssenceConfig)
@@ -127,4 +168,5 @@ def check_essence(config) -> None:
 
 
 _register()
-when_imported("verl.workers.engine_workers", _hook_workers)
+if verl_supported("essence"):  # see verl_frontier.verl_patches
+    when_imported("verl.workers.engine_workers", _hook_workers)

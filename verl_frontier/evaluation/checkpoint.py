@@ -14,7 +14,6 @@ Accepted:
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from pathlib import Path
 
@@ -87,8 +86,9 @@ def merge_fsdp_checkpoint(actor_dir: str | Path, target_dir: str | Path | None =
     return target
 
 
-def resolve_checkpoint(path: str | Path, merge: bool = True) -> Path:
-    """Return an HF model directory for ``path`` (see module docstring)."""
+def locate_checkpoint(path: str | Path) -> Path:
+    """The HF dir or the FSDP actor dir that ``path`` points at, without merging or loading anything; raises
+    FileNotFoundError / ValueError (one line) when ``path`` is neither."""
     p = Path(path).expanduser()
     if not p.exists():
         raise FileNotFoundError(f"checkpoint not found: {p}")
@@ -97,23 +97,25 @@ def resolve_checkpoint(path: str | Path, merge: bool = True) -> Path:
     if not is_fsdp_actor_dir(p):
         if (p / "actor").is_dir():
             p = p / "actor"
-        else:
+        elif p.is_dir():
             step = _latest_step_dir(p)
             if step is not None and (step / "actor").is_dir():
                 p = step / "actor"
     if is_fsdp_actor_dir(p):
-        if is_hf_dir(p / "huggingface"):
-            return p / "huggingface"
-        if not merge:
-            raise ValueError(f"{p} holds FSDP shards; merging is disabled")
-        return merge_fsdp_checkpoint(p)
+        return p
     raise ValueError(
         f"{path}: not an HF model dir (config.json + weights) nor a verl FSDP checkpoint "
         "(fsdp_config.json + model_world_size_*_rank_*.pt, possibly under actor/ or global_step_N/)"
     )
 
 
-def checkpoint_info(path: str | Path) -> dict:
-    p = resolve_checkpoint(path)
-    cfg = json.loads((p / "config.json").read_text())
-    return {"hf_dir": str(p), "architectures": cfg.get("architectures"), "vocab_size": cfg.get("vocab_size")}
+def resolve_checkpoint(path: str | Path, merge: bool = True) -> Path:
+    """Return an HF model directory for ``path`` (see module docstring)."""
+    p = locate_checkpoint(path)
+    if is_hf_dir(p):
+        return p
+    if is_hf_dir(p / "huggingface"):
+        return p / "huggingface"
+    if not merge:
+        raise ValueError(f"{p} holds FSDP shards; merging is disabled")
+    return merge_fsdp_checkpoint(p)

@@ -13,26 +13,37 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import resolve_checkpoint
+from verl_frontier.arguments import atomic_dir
+
+from .checkpoint import locate_checkpoint, resolve_checkpoint
 from .passk import counts_from_scores, mean_at_k_curve, pass_at_k_curve
 
 DEFAULT_REWARD = "verl_frontier.tinyworld.reward:compute_score"
 
 
 def load_reward_fn(spec: str | Callable | None) -> Callable:
-    """``module:function`` or ``path/to/file.py:function`` (default: the tiny world's reward)."""
+    """``module:function`` or ``path/to/file.py:function`` (default: the tiny world's reward); raises
+    ValueError (one line) when it cannot be loaded or is not callable."""
     if callable(spec):
         return spec
     spec = spec or DEFAULT_REWARD
     mod_name, _, fn_name = spec.partition(":")
     fn_name = fn_name or "compute_score"
-    if mod_name.endswith(".py"):
-        s = importlib.util.spec_from_file_location(Path(mod_name).stem, mod_name)
-        mod = importlib.util.module_from_spec(s)
-        s.loader.exec_module(mod)  # type: ignore[union-attr]
-    else:
-        mod = importlib.import_module(mod_name.removeprefix("pkg://"))
-    return getattr(mod, fn_name)
+    try:
+        if mod_name.endswith(".py"):
+            if not Path(mod_name).is_file():
+                raise FileNotFoundError(f"no such file {mod_name}")
+            s = importlib.util.spec_from_file_location(Path(mod_name).stem, mod_name)
+            mod = importlib.util.module_from_spec(s)
+            s.loader.exec_module(mod)  # type: ignore[union-attr]
+        else:
+            mod = importlib.import_module(mod_name.removeprefix("pkg://"))
+    except (ImportError, OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"cannot load {spec!r}: {type(exc).__name__}: {' '.join(str(exc).split())}") from None
+    fn = getattr(mod, fn_name, None)
+    if not callable(fn):
+        raise ValueError(f"cannot load {spec!r}: {mod_name} has no function {fn_name!r}")
+    return fn
 
 
 def _score(reward_fn, row, text) -> float:
@@ -70,6 +81,59 @@ def load_rows(data_parquet: str | Path, limit: int | None = None) -> list[dict]:
     if limit is not None:
         df = df.iloc[:limit]
     return [_to_py(r) for r in df.to_dict(orient="records")]
+
+
+#: Columns an evaluation parquet needs: ``prompt`` and either answers (``reward_model``) or ORBIT trials.
+DATA_COLUMNS = ("prompt",)
+DATA_ALTERNATIVES = (("reward_model",), ("agent_name", "extra_info"))
+
+
+def check_rows(rows: list[dict], name: str = "data") -> None:
+    """Every row has a chat prompt (a non-empty list of {role, content}); answer rows have a ground truth."""
+    from verl_frontier.arguments import InputError
+    from verl_frontier.orbit.evaluate import is_orbit_rows
+
+    orbit = is_orbit_rows(rows)
+    for index, row in enumerate(rows):
+        prompt = row.get("prompt")
+        if not (isinstance(prompt, list) and prompt and all(isinstance(m, dict) and "content" in m for m in prompt)):
+            raise InputError(name, f"row {index}: prompt must be a non-empty list of chat messages, got {prompt!r:.80}")
+        if orbit:
+            if not isinstance(row.get("extra_info"), dict):
+                raise InputError(name, f"row {index}: ORBIT row without an extra_info dict")
+        elif not (isinstance(row.get("reward_model"), dict) and "ground_truth" in row["reward_model"]):
+            raise InputError(name, f"row {index}: reward_model.ground_truth missing")
+
+
+def check_arguments(
+    n: int, temperature: float, max_new_tokens: int, greedy: bool, k_max: int | None, limit: int | None,
+    batch_size: int, threads: int | None = None,
+) -> None:  # fmt: skip
+    """The counts and ranges of ``evaluate``; raises ``InputError`` naming the argument."""
+    from verl_frontier.arguments import NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, InputError
+
+    checks = [
+        ("n", n, NON_NEGATIVE_INT),
+        ("temperature", temperature, POSITIVE_FLOAT),
+        ("max_new_tokens", max_new_tokens, POSITIVE_INT),
+        ("batch_size", batch_size, POSITIVE_INT),
+        ("k_max", k_max, POSITIVE_INT),
+        ("limit", limit, POSITIVE_INT),
+        ("threads", threads, POSITIVE_INT),
+    ]
+    for name, value, kind in checks:
+        if value is None and name in ("k_max", "limit", "threads"):
+            continue
+        try:
+            kind.parse(value)
+        except (ValueError, TypeError) as exc:
+            raise InputError(name, str(exc)) from None
+    if not isinstance(greedy, bool):
+        raise InputError("greedy", f"must be true or false, got {greedy!r}")
+    if n == 0 and not greedy:
+        raise InputError("n", "0 samples and no greedy decoding: nothing to evaluate")
+    if k_max is not None and k_max > max(n, 1):
+        raise InputError("k_max", f"must be <= n ({n}), got {k_max}")
 
 
 def _summary(rows, greedy_scores, sample_scores, greedy_lens, sample_lens, k_max) -> dict:
@@ -112,12 +176,43 @@ def evaluate(
     problems with pass rate 0 / strictly between / 1, mean response lengths (tokens), and the same
     per ``data_source`` and per ``extra_info.difficulty`` (when present). ``n=0`` skips sampling.
     """
+    from verl_frontier.arguments import InputError, check_parquet, output_dir
+
+    # every input is checked before a model is loaded
+    t0 = time.perf_counter()
+    check_arguments(n, temperature, max_new_tokens, greedy, k_max, limit, batch_size, threads)
+    try:
+        locate_checkpoint(checkpoint)
+    except (FileNotFoundError, ValueError) as exc:
+        raise InputError("checkpoint", str(exc)) from None
+    try:
+        check_parquet(Path(data_parquet), DATA_COLUMNS, DATA_ALTERNATIVES)
+    except ValueError as exc:
+        raise InputError("data_parquet", str(exc)) from None
+    if out_dir is not None:
+        try:
+            output_dir.parse(out_dir)
+        except ValueError as exc:
+            raise InputError("out_dir", str(exc)) from None
+    rows = load_rows(data_parquet, limit)
+    check_rows(rows, "data_parquet")
+    from verl_frontier.orbit.evaluate import evaluate_orbit, is_orbit_rows
+
+    orbit = is_orbit_rows(rows)
+    if orbit and n == 0:
+        raise InputError("n", "ORBIT rows are evaluated by sampled trials: n must be >= 1, got 0")
+    reward_fn = None
+    if not orbit:
+        try:
+            reward_fn = load_reward_fn(reward)
+        except ValueError as exc:
+            raise InputError("reward", str(exc)) from None
+
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .generate import generate
 
-    t0 = time.perf_counter()
     old_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
@@ -126,20 +221,17 @@ def evaluate(
         tokenizer = AutoTokenizer.from_pretrained(hf_dir)
         model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
         model.eval()
-        rows = load_rows(data_parquet, limit)
-        from verl_frontier.orbit.evaluate import evaluate_orbit, is_orbit_rows
-
-        if is_orbit_rows(rows):  # multi-episode trials: per-episode success instead of answer scoring
+        if orbit:  # multi-episode trials: per-episode success instead of answer scoring
             from verl_frontier.orbit.evaluate import write_outputs as write_orbit
 
             result = evaluate_orbit(
-                model, tokenizer, rows, n=n or 1, temperature=temperature, seed=seed, k_max=k_max, batch_size=batch_size
+                model, tokenizer, rows, n=n, temperature=temperature, seed=seed, k_max=k_max, batch_size=batch_size
             )
             result.update(checkpoint=str(checkpoint), hf_dir=str(hf_dir), data=str(data_parquet))
             if out_dir is not None:
-                write_orbit(result, out_dir)
+                with atomic_dir(out_dir) as tmp:
+                    write_orbit(result, tmp)
             return result
-        reward_fn = load_reward_fn(reward)
         prompts = [r["prompt"] for r in rows]
 
         greedy_scores = greedy_lens = None
@@ -220,14 +312,14 @@ def evaluate(
 
 
 def write_outputs(result: dict, out_dir: str | Path) -> dict[str, Path]:
+    """``eval.json`` (+ ``pass_at_k.png``) in ``out_dir``, written next to it first and moved in when complete."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "eval.json"}
-    paths["json"].write_text(json.dumps(result, indent=2))
-    if result.get("pass_at_k"):
-        paths["png"] = out / "pass_at_k.png"
-        plot_pass_at_k(result, paths["png"])
-    return paths
+    names = {"json": "eval.json", **({"png": "pass_at_k.png"} if result.get("pass_at_k") else {})}
+    with atomic_dir(out) as tmp:
+        (tmp / names["json"]).write_text(json.dumps(result, indent=2))
+        if "png" in names:
+            plot_pass_at_k(result, tmp / names["png"])
+    return {key: out / name for key, name in names.items()}
 
 
 def plot_pass_at_k(result: dict, path: str | Path) -> None:

@@ -4,10 +4,14 @@ With q = softmax(z_S / tau) (student, differentiable) and p = softmax(z_T / tau)
 
 - ``forward_kl``: KL(p || q) = sum_v p_v (log p_v - log q_v);           dL/dz_S = (q - p) / tau
 - ``reverse_kl``: KL(q || p) = sum_v q_v (log q_v - log p_v);           dL/dz_S = q (log q - log p - L) / tau
-- ``jsd``: generalised JSD(beta) of GKD (Agarwal et al. 2024, Eq. 1), TRL's convention (see
-  :mod:`verl_frontier.kd.topk`): M = beta p + (1 - beta) q, L = beta KL(p || M) + (1 - beta) KL(q || M);
+- ``jsd``: generalised JSD(beta) of GKD (Agarwal et al. 2024, arXiv 2306.13649, Eq. 1), TRL's convention
+  (see :mod:`verl_frontier.kd.topk`): M = beta p + (1 - beta) q, L = beta KL(p || M) + (1 - beta) KL(q || M);
   dL/dz_S = (1 - beta) q (log q - log M - KL(q || M)) / tau (since dL/dq_v = (1 - beta)(log q_v - log M_v));
-  beta = 0 is forward KL and beta = 1 reverse KL.
+  beta = 0 is forward KL and beta = 1 reverse KL. log M is formed in log space,
+  log M = logaddexp(log beta + log p, log(1 - beta) + log q), never as log(beta p + (1 - beta) q): in float32
+  p_v underflows to 0 (or a subnormal) for log p_v < -87, and log of the rounded mixture would be -inf (or
+  far off) while log p_v is finite, giving p_v (log p_v - log M_v) = inf. In log space each term is bounded,
+  log p - log M <= -log beta and log q - log M <= -log(1 - beta).
 
 No tau^2 factor is applied (as TRL's ``generalized_jsd_loss``); multiply outside if wanted.
 
@@ -37,6 +41,8 @@ import math
 import torch
 from torch.autograd.function import once_differentiable
 
+from verl_frontier.kd.kinds import KINDS
+
 __all__ = [
     "ChunkedDivergenceFunction",
     "DivergenceStrategy",
@@ -46,8 +52,6 @@ __all__ = [
     "chunked_divergence",
     "make_divergence",
 ]
-
-KINDS = ("forward_kl", "reverse_kl", "jsd")
 
 
 def _log_probs(x: torch.Tensor, temperature: float, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,7 +144,11 @@ class GeneralizedJSD(DivergenceStrategy):
         if self._endpoint is not None:
             return self._endpoint.loss_and_grad(s, q, t, p, need_grad, out)
         beta = self.beta
-        log_m = torch.mul(q, 1.0 - beta).add_(p, alpha=beta).log_()  # log M; -inf where p = q = 0
+        # log M = logaddexp(log beta + log p, log(1 - beta) + log q), in log space: a probability that underflows
+        # (p_v = 0 in float32 while log p_v is finite) still gives a finite log M_v, so log p - log M
+        # <= -log beta and log q - log M <= -log(1 - beta) stay bounded (never log p - (-inf) = inf)
+        log_m = torch.add(s, math.log1p(-beta))
+        log_m = torch.logaddexp(log_m, torch.add(t, math.log(beta)), out=log_m)  # -inf only where p = q = 0
         kl_t = _zero_nan_(t.sub_(log_m).mul_(p)).sum(-1)  # KL(p || M)
         qd = _zero_nan_(s.sub_(log_m).mul_(q))  # q (log q - log M), 0 where q = 0
         kl_s = qd.sum(-1)  # KL(q || M)

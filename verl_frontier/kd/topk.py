@@ -20,9 +20,26 @@ over the full vocabulary) and their token ids. With ``q_S = softmax(student_logi
 
   (TRL special-cases the endpoints: the formula itself tends to 0 at both ends, JSD(beta) ~ beta * FKL.)
 
+Zero probabilities. vLLM reports a teacher token of probability 0 (e.g. one masked by its sampler) as log-prob
+-inf, and a masked student logit (-inf) gives a student log-prob -inf. The true forward KL is then +inf where
+the student gives 0 to a teacher token, and the true reverse KL +inf where the teacher gives 0 to a token the
+student does not; neither is a usable training signal, so every output stays finite, with defined gradients:
+
+- ``forward_kl``: a teacher entry at -inf is a zero-probability token and contributes exactly 0 (p log p := 0;
+  with ``log_prob_min_clamp`` verl would clamp it to the clamp value c and add e^c (c - log q_c), which is not a
+  term of the KL). The student's log-probs are raised to ``LOG_PROB_FLOOR`` (-100) in value only: the gradient
+  passes through unchanged (-p_T(k) w.r.t. log q_S(k)), so a student token below the floor is still pulled up.
+- ``reverse_kl`` / ``jsd``: the teacher's log-probs are clamped from below at ``LOG_PROB_FLOOR`` before the
+  renormalisation (e^-100 ~ 4e-44 is below float32's normal range: a probability float32 cannot tell from 0).
+  A -inf teacher entry thus costs q̂_S(k) (log q̂_S(k) + 100 + log Z) instead of +inf, a large but finite
+  push away from the token; a row whose K teacher entries are all -inf becomes the uniform distribution on
+  the K ids. A student entry at -inf has q̂_S(k) = 0 and contributes 0 (q log q := 0); a row where the
+  student gives 0 to all K ids has reverse KL 0 and zero gradient.
+
 Shapes: student logits [..., N, V] (verl passes [1, total_tokens, V]), teacher tensors [..., N, K]; every
 output is [..., N]. All arithmetic is float32 (or float64 for float64 inputs). The student's log-probs at the
-teacher ids are computed as ``logit[id] - logsumexp(logits)`` in chunks of rows by a custom autograd function
+teacher ids are computed as ``(logit[id] - max) - log sum exp(logits - max)`` (exact at any logit magnitude)
+in chunks of rows by a custom autograd function
 (:func:`gathered_log_softmax`), so no [N, V] log-softmax tensor is materialised in the forward pass and
 nothing of size [N, V] is saved for backward beyond the input logits themselves.
 """
@@ -39,20 +56,38 @@ __all__ = ["gathered_log_softmax", "generalized_jsd_from_log_probs", "kl_from_lo
 #: stand-in for log(0) inside the JSD mixture: finite so that autograd never forms inf - inf
 _LOG_ZERO = -1e30
 
+#: lower bound applied to the log-probs that would make a divergence infinite (module docstring)
+LOG_PROB_FLOOR = -100.0
+
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _safe_lse(x: torch.Tensor) -> torch.Tensor:
-    """logsumexp over the last dim, keepdim. -inf entries are replaced by a finite stand-in first, so a row
-    that is entirely -inf gets a finite (hugely negative) value instead of -inf: ``x - lse`` stays -inf there
-    and neither the value nor autograd's backward forms inf - inf (NaN)."""
-    return torch.logsumexp(x.clamp_min(_LOG_ZERO), dim=-1, keepdim=True)
+    """logsumexp over the last dim, keepdim. A row that is entirely -inf gets the finite value log K (its
+    entries are replaced by 0 first), so ``x - lse`` stays -inf there and neither the value nor autograd's
+    backward forms inf - inf (NaN); every other row, however negative its finite entries, is exact."""
+    dead = torch.isneginf(x).all(-1, keepdim=True)
+    return torch.logsumexp(torch.where(dead, torch.zeros_like(x), x), dim=-1, keepdim=True)
+
+
+def _shift_and_log_sum(chunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row max m, log sum_j exp(x_j - m)) of [c, V] logits, both [c, 1]; log-probs are (x - m) - log_sum.
+
+    Subtracting the max before anything else keeps log-probs exact at any logit magnitude (x - logsumexp(x)
+    would lose every digit below the ulp of x, e.g. 0 instead of -log V for a row of -3e38). A row that is
+    -inf everywhere gets m = 0 and log_sum = 0: its log-probs stay -inf and its softmax is 0."""
+    row_max = chunk.amax(-1, keepdim=True)
+    row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
+    log_sum = torch.exp(chunk - row_max).sum(-1, keepdim=True).log_()
+    log_sum = torch.where(torch.isneginf(log_sum), torch.zeros_like(log_sum), log_sum)
+    return row_max, log_sum
 
 
 class _GatheredLogSoftmax(torch.autograd.Function):
-    """out[n, k] = logits[n, ids[n, k]] - logsumexp(logits[n]) in float32, chunked over rows n.
+    """out[n, k] = (logits[n, ids[n, k]] - m_n) - log sum_j exp(logits[n, j] - m_n) in float32 (m_n the row
+    max), chunked over rows n.
 
     Backward: d out[n, k] / d logits[n, j] = [j == ids[n, k]] - softmax(logits[n])_j, recomputed per chunk.
     """
@@ -62,29 +97,43 @@ class _GatheredLogSoftmax(torch.autograd.Function):
         n_rows, _ = logits.shape
         dtype = _compute_dtype(logits.dtype)
         out = torch.empty(ids.shape, dtype=dtype, device=logits.device)
-        lse = torch.empty((n_rows, 1), dtype=dtype, device=logits.device)
+        shift = torch.empty((n_rows, 2), dtype=dtype, device=logits.device)  # (m, log_sum) per row
         for start in range(0, n_rows, chunk_size):
             stop = min(start + chunk_size, n_rows)
             chunk = logits[start:stop].to(dtype)
-            lse[start:stop] = _safe_lse(chunk)
-            out[start:stop] = torch.gather(chunk, -1, ids[start:stop]) - lse[start:stop]
-        ctx.save_for_backward(logits, ids, lse)
+            row_max, log_sum = _shift_and_log_sum(chunk)
+            shift[start:stop, :1], shift[start:stop, 1:] = row_max, log_sum
+            out[start:stop] = (torch.gather(chunk, -1, ids[start:stop]) - row_max) - log_sum
+        ctx.save_for_backward(logits, ids, shift)
         ctx.chunk_size = chunk_size
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: torch.Tensor):
-        logits, ids, lse = ctx.saved_tensors
+        logits, ids, shift = ctx.saved_tensors
         grad = torch.empty_like(logits)
         for start in range(0, logits.shape[0], ctx.chunk_size):
             stop = min(start + ctx.chunk_size, logits.shape[0])
-            g_out = grad_out[start:stop].to(lse.dtype)
-            softmax = torch.exp(logits[start:stop].to(lse.dtype) - lse[start:stop])
+            g_out = grad_out[start:stop].to(shift.dtype)
+            softmax = logits[start:stop].to(shift.dtype) - shift[start:stop, :1]
+            softmax = softmax.sub_(shift[start:stop, 1:]).exp_()
             softmax.mul_(-g_out.sum(-1, keepdim=True))
             softmax.scatter_add_(-1, ids[start:stop], g_out)
             grad[start:stop] = softmax
         return grad, None, None
+
+
+class _FloorValue(torch.autograd.Function):
+    """max(x, floor) in value, identity in gradient (straight-through): d out / d x = 1 everywhere."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, floor: float) -> torch.Tensor:
+        return x.clamp_min(floor)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        return grad_out, None
 
 
 def gathered_log_softmax(logits: torch.Tensor, ids: torch.Tensor, chunk_size: int = 4096) -> torch.Tensor:
@@ -155,8 +204,9 @@ def topk_divergences(
         teacher_topk_ids: [..., N, K] their token ids.
         jsd_beta: also compute "jsd" with this beta in [0, 1] (TRL convention); None -> no "jsd" key.
         log_prob_min_clamp: verl's ``distillation_loss.log_prob_min_clamp``; applied to both log-probs of
-            ``forward_kl`` only (exactly as verl). ``reverse_kl`` / ``jsd`` are true divergences of the
-            renormalised distributions and are not clamped.
+            ``forward_kl`` only (exactly as verl, except that -inf teacher entries contribute 0, see the module
+            docstring). ``reverse_kl`` / ``jsd`` are divergences of the renormalised distributions and are not
+            clamped (only floored at ``LOG_PROB_FLOOR``).
         chunk_size: rows per chunk of the student's logsumexp (memory only).
 
     Returns:
@@ -187,11 +237,18 @@ def topk_divergences(
     if log_prob_min_clamp is not None:
         student_c = student_lp.clamp_min(log_prob_min_clamp)
         teacher_c = teacher_lp.clamp_min(log_prob_min_clamp)
-    forward_kl = (teacher_c.exp() * (teacher_c - student_c)).sum(-1)
+    student_c = _FloorValue.apply(student_c, LOG_PROB_FLOOR)  # finite value, gradient unchanged
+    # zero-probability teacher entries contribute exactly 0; a finite stand-in (0) keeps every intermediate
+    # finite, so neither the value nor the backward pass forms 0 * inf
+    zero_p = torch.isneginf(teacher_lp)
+    teacher_c = torch.where(zero_p, torch.zeros_like(teacher_c), teacher_c)
+    terms = teacher_c.exp() * (teacher_c - student_c)
+    forward_kl = torch.where(zero_p, torch.zeros_like(terms), terms).sum(-1)
 
-    # renormalise both on the top-k support
+    # renormalise both on the top-k support (the teacher floored first: no +inf reverse KL)
+    teacher_f = teacher_lp.clamp_min(LOG_PROB_FLOOR)
     student_hat = student_lp - _safe_lse(student_lp)
-    teacher_hat = teacher_lp - _safe_lse(teacher_lp)
+    teacher_hat = teacher_f - _safe_lse(teacher_f)
     reverse_kl = kl_from_log_probs(student_hat, teacher_hat)
     out = {
         "forward_kl": forward_kl,

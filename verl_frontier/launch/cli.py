@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated
 
 import typer
 
+from verl_frontier.arguments import POSITIVE_FLOAT, POSITIVE_INT, Kind, choice, output_dir
 from verl_frontier.cli import _handles_errors, _quiet_imports
 
 EXIT_JOB_FAILED = 1
+MODE = choice("local", "slurm", "ray")
+#: sbatch --time: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS, or UNLIMITED
+_SLURM_TIME = re.compile(r"(\d+)(:\d{1,2}(:\d{1,2})?)?|\d+-\d{1,2}(:\d{1,2}(:\d{1,2})?)?|UNLIMITED|INFINITE", re.I)
+
+
+def _slurm_time(value) -> str:
+    text = str(value).strip()
+    if not _SLURM_TIME.fullmatch(text):
+        raise ValueError(f"not a SLURM time limit (minutes, HH:MM:SS or D-HH:MM:SS), got {value!r}")
+    if re.fullmatch(r"[0:-]+", text):
+        raise ValueError(f"must be longer than zero, got {value!r}")
+    return text
+
+
+SLURM_TIME = Kind("time", _slurm_time)
 
 
 @_handles_errors
@@ -18,17 +35,36 @@ def launch_command(
     overrides: Annotated[
         list[str] | None, typer.Argument(help="Hydra overrides for verl's trainer; +platform=cpu = CPU mode.")
     ] = None,
-    mode: Annotated[str, typer.Option("--mode", "-m", help="local | slurm (sbatch) | ray (Ray Jobs API).")] = "local",
+    mode: Annotated[
+        str, typer.Option("--mode", "-m", help="local | slurm (sbatch) | ray (Ray Jobs API).", parser=MODE.typer)
+    ] = "local",
     config_name: Annotated[
         str | None, typer.Option("--config-name", "-c", help="Config in the recipe folder (default: <recipe>.yaml).")
     ] = None,
-    nodes: Annotated[int | None, typer.Option(help="Nodes (default: the recipe's trainer.nnodes).")] = None,
-    gpus_per_node: Annotated[
-        int | None, typer.Option(help="GPUs per node (default: the recipe's trainer.n_gpus_per_node).")
+    nodes: Annotated[
+        int | None,
+        typer.Option(help="Training nodes: trainer.nnodes (default: the recipe's).", parser=POSITIVE_INT.typer),
     ] = None,
-    cpus_per_node: Annotated[int | None, typer.Option(help="SLURM --cpus-per-task (one task per node).")] = None,
+    gpus_per_node: Annotated[
+        int | None,
+        typer.Option(
+            help="Training GPUs per node: trainer.n_gpus_per_node (default: the recipe's).", parser=POSITIVE_INT.typer
+        ),
+    ] = None,
+    node_gpus: Annotated[
+        int | None,
+        typer.Option(
+            help="GPUs one cluster node has (default 8): the job packs all of verl's resource pools onto such nodes.",
+            parser=POSITIVE_INT.typer,
+        ),
+    ] = None,
+    cpus_per_node: Annotated[
+        int | None, typer.Option(help="SLURM --cpus-per-task (one task per node).", parser=POSITIVE_INT.typer)
+    ] = None,
     partition: Annotated[str | None, typer.Option(help="SLURM partition (checked against sinfo).")] = None,
-    time_limit: Annotated[str | None, typer.Option("--time", help="SLURM time limit, e.g. 24:00:00.")] = None,
+    time_limit: Annotated[
+        str | None, typer.Option("--time", help="SLURM time limit, e.g. 24:00:00.", parser=SLURM_TIME.typer)
+    ] = None,
     account: Annotated[str | None, typer.Option(help="SLURM account.")] = None,
     setup: Annotated[
         list[str] | None,
@@ -42,7 +78,10 @@ def launch_command(
     ] = None,
     job_name: Annotated[str | None, typer.Option(help="SLURM job name (default: the config name).")] = None,
     run_dir: Annotated[
-        str | None, typer.Option(help="Checkpoints in RUN_DIR/checkpoints, each launch in RUN_DIR/<id>-<mode>/.")
+        str | None,
+        typer.Option(
+            help="Checkpoints in RUN_DIR/checkpoints, each launch in RUN_DIR/<id>-<mode>/.", parser=output_dir.typer
+        ),
     ] = None,
     ray_address: Annotated[
         str | None, typer.Option(help="ray mode: the cluster's dashboard address, http://head:8265.")
@@ -53,7 +92,10 @@ def launch_command(
     wait: Annotated[
         bool, typer.Option("--wait", help="slurm/ray: wait for the job; exit 1 unless it succeeded.")
     ] = False,
-    timeout: Annotated[float | None, typer.Option(help="With --wait: give up waiting after this many seconds.")] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(help="With --wait: give up waiting after this many seconds.", parser=POSITIVE_FLOAT.typer),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Check and print the plan (and job script); submit nothing.")
     ] = False,
@@ -72,6 +114,7 @@ def launch_command(
         mode=mode,
         nodes=nodes,
         gpus_per_node=gpus_per_node,
+        node_gpus=node_gpus,
         cpus_per_node=cpus_per_node,
         partition=partition,
         time=time_limit,
@@ -80,7 +123,7 @@ def launch_command(
         env=core.parse_env(list(env or [])),
         sbatch_args=list(sbatch_arg or []),
         job_name=job_name,
-        run_dir=run_dir,
+        run_dir=None if run_dir is None else str(run_dir),
         ray_address=ray_address,
         python=python,
     )

@@ -6,9 +6,11 @@ ones (world size vs batch sizes, the SLURM partition), all before anything is su
 :class:`LaunchPlan`: the trainer command, the environment for the job, and where the checkpoints, metrics
 (verl's file logger) and logs of this launch go. :func:`launch` then runs it in the chosen mode.
 
-Launch options default to the recipe's values: nodes and GPUs per node from ``trainer.nnodes`` /
+Launch options default to the recipe's values: the training layout from ``trainer.nnodes`` /
 ``trainer.n_gpus_per_node``; partition, time, account, setup lines, env vars, ... from an optional
-``launch.yaml`` in the recipe folder (keys = :class:`LaunchOptions` fields).
+``launch.yaml`` in the recipe folder (keys = :class:`LaunchOptions` fields). The job itself (SLURM nodes and
+GPUs per node, Ray nodes) is sized by :func:`job_layout` from every GPU resource pool verl's trainer creates:
+training, a standalone reward model, the distillation teacher, a standalone rollout.
 
 ``+platform=cpu`` among the overrides is the CPU mode: no GPUs are requested from SLURM, each Ray node gets
 fake GPU slots (``verl_cpu``), so any tiny recipe goes through the whole SLURM / multi-node path on one machine.
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import re
 import shlex
@@ -47,6 +48,7 @@ class LaunchOptions:
     mode: str = "local"
     nodes: int | None = None  # trainer.nnodes
     gpus_per_node: int | None = None  # trainer.n_gpus_per_node
+    node_gpus: int | None = None  # GPUs one cluster node has: verl's pools are packed onto nodes of this size
     cpus_per_node: int | None = None  # SLURM --cpus-per-task (one task per node)
     partition: str | None = None
     time: str | None = None  # SLURM --time
@@ -67,8 +69,8 @@ class LaunchPlan:
     config_name: str
     recipe_dir: Path
     cpu: bool
-    nodes: int
-    gpus_per_node: int
+    nodes: int  # the job's nodes (SLURM --nodes, Ray nodes): every resource pool of verl, see job_layout
+    gpus_per_node: int  # the job's GPUs per node (SLURM --gpus-per-node; CPU mode: fake GPU slots per Ray node)
     ray_num_cpus: int | None  # per Ray node; None: what SLURM gave / detected
     ray_num_gpus: int | None  # per Ray node; CPU mode: fake slots
     run_dir: Path
@@ -80,6 +82,7 @@ class LaunchPlan:
     trainer_overrides: list[str]  # ours, then the user's
     env: dict[str, str]
     options: LaunchOptions
+    layout: JobLayout | None = None  # None in local mode (one machine)
     job_id: str | None = None
     script_path: Path | None = None
 
@@ -105,6 +108,7 @@ class LaunchPlan:
             "job_id": self.job_id,
             "nodes": self.nodes,
             "gpus_per_node": self.gpus_per_node,
+            "layout": self.layout.describe() if self.layout else None,
             "cpu": self.cpu,
             "run_dir": str(self.run_dir),
             "launch_dir": str(self.launch_dir),
@@ -249,6 +253,154 @@ def check_partition(partition: str | None) -> None:
 
 
 # ---------------------------------------------------------------------------
+# job size: verl's resource pools on identical nodes
+# ---------------------------------------------------------------------------
+
+#: GPUs of one cluster node when ``--node-gpus`` is not given (raised to the largest placement group)
+DEFAULT_NODE_GPUS = 8
+
+
+class LayoutError(FrontierConfigError):
+    """verl's resource pools do not fill a set of identical nodes (what one SLURM job is)."""
+
+
+@dataclass(frozen=True)
+class ResourcePool:
+    """One of the GPU resource pools verl's trainer creates: ``nnodes`` placement groups of ``n_gpus_per_node``."""
+
+    name: str
+    nnodes_key: str
+    gpus_key: str
+    nnodes: int
+    gpus_per_node: int
+    groups: tuple[int, ...]  # placement-group sizes, in the order verl creates them
+
+    @property
+    def gpus(self) -> int:
+        return sum(self.groups)
+
+    def describe(self) -> str:
+        return f"{self.name} pool {self.nnodes_key} x {self.gpus_key} = {self.nnodes} x {self.gpus_per_node}"
+
+
+@dataclass(frozen=True)
+class JobLayout:
+    """The job: ``nodes`` identical nodes with ``gpus_per_node`` GPUs each, and where Ray puts each group."""
+
+    nodes: int
+    gpus_per_node: int
+    pools: tuple[ResourcePool, ...]
+    placement: tuple[tuple[int, ...], ...]  # per node: the placement-group sizes Ray puts there
+
+    @property
+    def gpus(self) -> int:
+        return sum(pool.gpus for pool in self.pools)
+
+    def describe(self) -> str:
+        pools = " + ".join(f"{p.name} {p.nnodes}x{p.gpus_per_node}" for p in self.pools)
+        nodes = ", ".join("+".join(map(str, groups)) for groups in self.placement)
+        return f"{pools} = {self.gpus} GPUs on {self.nodes} node(s) x {self.gpus_per_node} ({nodes})"
+
+
+def _pool(config: Any, name: str, prefix: str, nnodes_key: str = "nnodes") -> ResourcePool:
+    from verl_frontier.validation import config_error, select
+
+    nkey, gkey = f"{prefix}.{nnodes_key}", f"{prefix}.n_gpus_per_node"
+    nnodes, per_node = select(config, nkey), select(config, gkey)
+    for key, value in ((nkey, nnodes), (gkey, per_node)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise config_error(key, f"must be a positive integer (the {name} resource pool)", value)
+    return ResourcePool(name, nkey, gkey, nnodes, per_node, (per_node,) * nnodes)
+
+
+def resource_pools(config: Any) -> list[ResourcePool]:
+    """verl's GPU resource pools for this config, in the order its trainer creates their placement groups.
+
+    As ``PPOTrainer._init_resource_pool_mgr`` (and the v0 ``TaskRunner.init_resource_pool_mgr``) build them:
+    ``global_pool`` = ``trainer.nnodes`` x ``trainer.n_gpus_per_node`` (actor, rollout, ref, critic and a
+    colocated reward model share it); ``reward_pool`` with ``reward.reward_model.enable_resource_pool``;
+    ``teacher_pool`` with ``distillation.enabled``. Each pool is one ``STRICT_PACK`` placement group per entry:
+    one node's worth. The ``separate_async`` v1 trainer adds a standalone rollout pool per inference replica.
+    """
+    from verl_frontier.validation import config_error, select
+
+    pools = [_pool(config, "training", "trainer")]
+    if select(config, "reward.reward_model.enable_resource_pool"):
+        pools.append(_pool(config, "reward model", "reward.reward_model"))
+    if select(config, "distillation.enabled"):
+        pools.append(_pool(config, "teacher", "distillation"))
+    use_v1 = select(config, "trainer.use_v1")
+    if (use_v1 is None or use_v1) and select(config, "trainer.v1.trainer_mode") == "separate_async":
+        key = "actor_rollout_ref.rollout"
+        if select(config, f"{key}.disaggregation.enabled"):
+            raise config_error(
+                f"{key}.disaggregation.enabled", "the launcher cannot size a disaggregated standalone rollout", True
+            )
+        rollout = _pool(config, "standalone rollout", key)
+        world = 1
+        for dim in ("tensor_model_parallel_size", "data_parallel_size", "pipeline_model_parallel_size"):
+            world *= int(select(config, f"{key}.{dim}") or 1)
+        per_node = min(rollout.gpus_per_node, world)  # RolloutReplica.gpus_per_replica_node
+        if rollout.gpus % world or world % per_node:
+            raise config_error(
+                f"{key}.n_gpus_per_node",
+                f"{rollout.describe()} does not split into inference replicas of {world} GPUs",
+                rollout.gpus_per_node,
+            )
+        groups = (per_node,) * (world // per_node) * (rollout.gpus // world)
+        pools.append(dataclasses.replace(rollout, groups=groups))
+    return pools
+
+
+def ray_placement(groups: list[int], nodes: int, gpus_per_node: int) -> list[list[int]] | None:
+    """Where Ray puts the placement groups, created one after the other, on identical empty nodes; None: stuck.
+
+    Ray's ``STRICT_PACK`` policy puts a group on the node whose free resources stay the largest share after
+    it (``LeastResourceScorer``: the highest ``(available - requested) / available``); GPUs decide here.
+    """
+    free = [gpus_per_node] * nodes
+    placed: list[list[int]] = [[] for _ in range(nodes)]
+    for size in groups:
+        fits = [i for i in range(nodes) if free[i] >= size]
+        if not fits:
+            return None
+        best = max(fits, key=lambda i: ((free[i] - size) / free[i], -i))
+        free[best] -= size
+        placed[best].append(size)
+    return placed
+
+
+def job_layout(config: Any, node_gpus: int | None = None) -> JobLayout:
+    """The smallest set of identical nodes verl's resource pools fill exactly; FrontierConfigError otherwise.
+
+    SLURM gives every node of a job the same number of GPUs (``--gpus-per-node``), so the job is ``N`` nodes x
+    ``G`` GPUs with ``N x G`` = the GPUs of all pools, ``N >= trainer.nnodes``, ``G <= node_gpus`` (default:
+    8, or the largest placement group), and Ray, placing the groups in verl's order, must fill every node.
+    The largest such ``G`` (the fewest nodes) wins.
+    """
+    pools = resource_pools(config)
+    groups = [size for pool in pools for size in pool.groups]
+    total, largest = sum(groups), max(groups)
+    cap = node_gpus or max(DEFAULT_NODE_GPUS, largest)
+    keys = " + ".join(pool.describe() for pool in pools)
+    if largest > cap:
+        big = next(pool for pool in pools if max(pool.groups) == largest)
+        message = f"{largest} GPUs on one node, but a node has {cap} (--node-gpus)"
+        raise LayoutError(f"{big.gpus_key}: {message}")
+    train_nodes = len(pools[0].groups)
+    for per_node in range(min(cap, total), largest - 1, -1):
+        if total % per_node or total // per_node < train_nodes:
+            continue
+        placement = ray_placement(groups, total // per_node, per_node)
+        if placement is not None:
+            return JobLayout(total // per_node, per_node, tuple(pools), tuple(tuple(p) for p in placement))
+    raise LayoutError(
+        f"{keys}: {total} GPUs do not fill identical nodes of at most {cap} GPUs (SLURM gives every node of a job "
+        "the same number; Ray puts each placement group on the emptiest node): change these keys or --node-gpus"
+    )
+
+
+# ---------------------------------------------------------------------------
 # planning
 # ---------------------------------------------------------------------------
 
@@ -310,7 +462,19 @@ def plan_launch(
         validate_frontier_config(config)
         if options.mode == "slurm":
             check_partition(options.partition)
-    nodes, per_node = int(config.trainer.nnodes), int(config.trainer.n_gpus_per_node)
+    layout = None
+    if options.mode == "local":  # one machine: it needs the GPUs of every pool
+        nodes, per_node = 1, sum(pool.gpus for pool in resource_pools(config))
+    else:
+        try:
+            layout = job_layout(config, options.node_gpus)
+        except LayoutError:
+            if options.mode == "slurm":
+                raise
+            # a running Ray cluster: its nodes need not be identical; wait for the training nodes at least
+            nodes, per_node = int(config.trainer.nnodes), int(config.trainer.n_gpus_per_node)
+        else:
+            nodes, per_node = layout.nodes, layout.gpus_per_node
 
     run_dir = Path(options.run_dir or Path("runs") / config_name).expanduser().resolve()
     launch_id = launch_id or time.strftime("%Y%m%d-%H%M%S")
@@ -336,11 +500,7 @@ def plan_launch(
 
     ray_cpus = ray_gpus = None
     if cpu:
-        from verl_cpu.config_hooks import fake_gpus
-
-        teacher = (select(config, "distillation.n_gpus_per_node") or 0, select(config, "distillation.nnodes") or 1)
-        total = fake_gpus(per_node, nodes, select(config, "distillation.enabled") or False, *teacher)
-        ray_gpus = math.ceil(total / nodes)  # fake GPU slots per Ray node (training ranks + teacher replicas)
+        ray_gpus = per_node  # fake GPU slots per Ray node: its share of every resource pool
         ray_cpus = int(select(config, "ray_kwargs.ray_init.num_cpus") or 16)  # verl's bundles ask for several
     log_path = launch_dir / "job.out"
     plan = LaunchPlan(
@@ -362,6 +522,7 @@ def plan_launch(
         trainer_overrides=[*ours, *sizes, *user],
         env=env,
         options=options,
+        layout=layout,
     )
     return plan
 

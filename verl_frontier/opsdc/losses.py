@@ -1,4 +1,4 @@
-"""OPSDC per-token losses (papers.md section 2, Eq. L(theta)).
+"""OPSDC per-token losses (arXiv 2603.05433, Eq. L(theta)).
 
     L(theta) = E_{x, y ~ pi_theta(.|x)} (1/|y|) sum_t KL( pi_theta(. | x, y_<t) || pi_theta_bar(. | x, c, y_<t) )
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-KINDS = ("reverse_kl", "forward_kl", "jsd")
+from verl_frontier.kd.kinds import KINDS
 
 
 def full_vocab_divergence(
@@ -54,9 +54,3 @@ def topk_divergence(
         student_logits, top_lp, top_ids, jsd_beta=beta if kind == "jsd" else None, chunk_size=chunk_size
     )
     return {"loss": out[kind], "student_mass": out["student_mass"], "teacher_mass": out["teacher_mass"]}
-
-
-def token_mean(per_token: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """sum(per_token * mask) / max(sum(mask), 1) (the paper's token-mean)."""
-    mask = mask.to(per_token.dtype)
-    return (per_token * mask).sum() / mask.sum().clamp_min(1.0)

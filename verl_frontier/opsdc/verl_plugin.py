@@ -43,61 +43,31 @@ from typing import Any
 import numpy as np
 import torch
 
-from verl_frontier import driver_hooks
+from verl_frontier import driver_hooks, method_state
 from verl_frontier.batch_flags import assign_batch_flags
 from verl_frontier.opsdc import losses as opsdc_losses
+from verl_frontier.opsdc import state as opsdc_state
+from verl_frontier.opsdc.config import SECTION as CONFIG_SECTION
+from verl_frontier.opsdc.config import OpsdcConfig
 from verl_frontier.opsdc.sync import copy_weights_, max_abs_diff, should_sync, weight_checksum
-from verl_frontier.opsdc.teacher_inputs import MODES, Reprompter, build_teacher_batch, student_packed_index
+from verl_frontier.opsdc.teacher_inputs import Reprompter, build_teacher_batch, student_packed_index
 from verl_frontier.response_tensors import response_padded
 from verl_frontier.validation import config_error, register_check, register_schema, select
 
 logger = logging.getLogger("verl_frontier")
 
 ESTIMATOR_NAME = "opsdc"
-CONFIG_SECTION = "actor_rollout_ref.opsdc"
 EXPECTED_REGISTRATIONS = [("adv_est", ESTIMATOR_NAME)]
-SUPPORTED_VERL_VERSION = "0.9.1"
 
 
-@register_schema(CONFIG_SECTION)
-@dataclass
-class OpsdcConfig:
-    """``actor_rollout_ref.opsdc``: OPSDC settings (read by the actor worker)."""
-
-    enable: bool = True
-    #: teacher instruction: a preset ("uniform" = the paper's v1 OPSDC instruction, "difficulty_aware" =
-    #: CRISP v2) or the literal text
-    instruction: str = "uniform"
-    #: where the instruction goes: "prepend" (start of the user turn), "append" (end of the user turn),
-    #: "replace" (replaces the ids of replace_text)
-    mode: str = field(default="prepend", metadata={"choices": MODES})
-    separator: str = "\n\n"
-    replace_text: str | None = None
-    #: per-token divergence: reverse_kl (the paper's), forward_kl or jsd (ablations)
-    loss: str = field(default="reverse_kl", metadata={"choices": opsdc_losses.KINDS})
-    jsd_beta: float = field(default=0.5, metadata={"ge": 0.0, "le": 1.0})
-    #: 0 = full vocabulary; k > 0 = divergence on the teacher's top-k support (renormalised)
-    topk: int = field(default=0, metadata={"ge": 0})
-    chunk_size: int = field(default=1024, metadata={"gt": 0})
-    #: M: copy the student into the teacher after every M-th step; 0 = frozen initial teacher
-    teacher_update_freq: int = field(default=50, metadata={"ge": 0})
-    #: extra ``apply_chat_template`` kwargs used to probe the chat template (match data.apply_chat_template_kwargs)
-    chat_template_kwargs: dict | None = None
-    #: log weight fingerprints (teacher/actor checksums, max |teacher - actor|) every step
-    track_weights: bool = False
-
-    def __post_init__(self):
-        if self.mode == "replace" and not self.replace_text:
-            raise ValueError("mode 'replace' needs replace_text")
+register_schema(CONFIG_SECTION, OpsdcConfig)
 
 
 def opsdc_settings(section) -> OpsdcConfig | None:
+    """The OPSDC settings of ``actor_rollout_ref.opsdc`` (None when absent or disabled)."""
     if section is None:
         return None
-    from omegaconf import DictConfig, OmegaConf
-
-    values = OmegaConf.to_container(section, resolve=True) if isinstance(section, DictConfig) else dict(section)
-    settings = OpsdcConfig(**values)
+    settings = OpsdcConfig.from_mapping(section)
     return settings if settings.enable else None
 
 
@@ -143,6 +113,7 @@ def check_opsdc(config) -> None:
 # ---------------------------------------------------------------------------------------------------------
 
 _DRIVER_STATE: dict[str, float] = {}
+method_state.register_driver_state("opsdc", opsdc_state.DriverState(_DRIVER_STATE))
 
 
 def compute_opsdc_advantage(token_level_rewards, response_mask, index=None, config=None, **kwargs):
@@ -221,6 +192,13 @@ class OpsdcWorkerState:
     def teacher_logits(self, teacher_prompts, responses, device) -> torch.Tensor:
         """[N, V] teacher logits predicting every response token (sample-major), one forward per call."""
         return teacher_response_logits(self.teacher, teacher_prompts, responses, device, self.pad_id, self.packed)
+
+    def state_dict(self) -> dict:
+        """Checkpointed with verl's actor checkpoint (:mod:`verl_frontier.method_state`)."""
+        return opsdc_state.worker_state_dict(self.step, self.settings.teacher_update_freq, self.teacher)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = opsdc_state.load_worker_state(state, self.teacher)
 
 
 @torch.no_grad()
@@ -469,15 +447,14 @@ def _hook_workers(module) -> None:
 
 
 def _install() -> None:
-    from importlib.metadata import version
-
-    from verl_cpu.import_hooks import when_imported
+    from verl_frontier.verl_patches import verl_supported
+    from verl_frontier_hooks import when_imported
 
     when_imported("verl.trainer.ppo.core_algos", _register_estimator)
-    if version("verl") != SUPPORTED_VERL_VERSION:
-        logger.warning("verl-frontier: opsdc worker hooks target verl %s only", SUPPORTED_VERL_VERSION)
+    if not verl_supported("opsdc"):
         return
     when_imported("verl.workers.engine_workers", _hook_workers)
+    method_state.register_worker_state("opsdc", lambda worker: getattr(worker, "_opsdc_state", None))
 
 
 _install()

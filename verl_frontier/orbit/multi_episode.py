@@ -16,9 +16,10 @@ One trial = one task seed played repeatedly in one growing chat:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from .envs.base import TextEnv
+from .envs.base import TextEnv, check_float, check_int
 
 DEFAULT_HEADER = "[Episode {k}] New episode begins."
 SYSTEM_PROMPT = (
@@ -41,15 +42,22 @@ class MultiEpisodeEnv:
         header: str = DEFAULT_HEADER,
         success_reward: float = 1.0,
     ):
-        if num_episodes < 1:
-            raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
-        if max_episodes is not None and max_episodes < 1:
-            raise ValueError(f"max_episodes must be >= 1 or None, got {max_episodes}")
+        owner = type(self).__name__
+        if not isinstance(env, TextEnv):
+            raise TypeError(f"{owner}: env must be a TextEnv, got {type(env).__name__}")
         self.env = env
-        self.num_episodes = int(num_episodes)
-        self.max_episodes = None if max_episodes is None else int(max_episodes)
+        self.num_episodes = check_int(owner, "num_episodes", num_episodes, low=1)
+        self.max_episodes = None if max_episodes is None else check_int(owner, "max_episodes", max_episodes, low=1)
+        if not isinstance(header, str):
+            raise TypeError(f"{owner}: header must be a str, got {header!r}")
+        try:
+            header.format(k=1)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"{owner}: header must be a format string with only {{k}}, got {header!r} ({exc})"
+            ) from None
         self.header = header
-        self.success_reward = float(success_reward)
+        self.success_reward = check_float(owner, "success_reward", success_reward, low=0.0, low_open=True)
         self.total_step_cap = self.num_episodes * env.max_turns
 
     def _format(self, obs: str, episode_index: int) -> str:
@@ -140,20 +148,38 @@ def build_trial(extra_info: dict) -> tuple[MultiEpisodeEnv, int]:
 
     def get(key, default=None):
         value = extra_info.get(key, default)
-        return default if value is None else value
+        if value is None or (isinstance(value, float) and math.isnan(value)):  # a missing parquet value
+            return default
+        return value
 
+    def count(key, default=None):
+        """An integer field; parquet may hold it as an integral float (a column with missing values)."""
+        value = get(key, default)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return value if value is None else check_int("extra_info", key, value, low=1)
+
+    for key in ("env", "seed"):
+        if get(key) is None:
+            raise ValueError(f"extra_info: {key} is missing")
     env_kwargs = get("env_kwargs", "{}")
-    env_kwargs = json.loads(env_kwargs) if isinstance(env_kwargs, str) else dict(env_kwargs)
-    max_turns = get("max_turns")
-    if max_turns is not None and int(max_turns) > 0:
-        env_kwargs["max_turns"] = int(max_turns)
+    try:
+        env_kwargs = json.loads(env_kwargs) if isinstance(env_kwargs, str) else dict(env_kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"extra_info: env_kwargs must be a JSON object, got {env_kwargs!r} ({exc})") from None
+    if not isinstance(env_kwargs, dict):
+        raise ValueError(f"extra_info: env_kwargs must be a JSON object, got {env_kwargs!r}")
+    max_turns = count("max_turns")
+    if max_turns is not None:
+        env_kwargs["max_turns"] = max_turns
     env = make_env(str(extra_info["env"]), **env_kwargs)
-    max_episodes = get("max_episodes")
-    max_episodes = int(max_episodes) if max_episodes is not None and int(max_episodes) > 0 else None
     wrapper = MultiEpisodeEnv(
         env,
-        num_episodes=int(get("num_episodes", 3)),
-        max_episodes=max_episodes,
+        num_episodes=count("num_episodes", 3),
+        max_episodes=count("max_episodes"),
         header=str(get("episode_header", DEFAULT_HEADER)),
     )
-    return wrapper, int(extra_info["seed"])
+    seed = get("seed")
+    if isinstance(seed, float) and seed.is_integer():
+        seed = int(seed)
+    return wrapper, check_int("extra_info", "seed", seed, low=0)

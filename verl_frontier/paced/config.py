@@ -18,8 +18,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-#: divergence name -> code carried per sample from the estimator to the loss (see verl_plugin.py)
-DIVERGENCE_CODES = {"forward_kl": 0, "reverse_kl": 1, "jsd": 2}
+from verl_frontier.kd.kinds import KINDS
+from verl_frontier.validation import check_fields, read_settings
+
+SECTION = "algorithm.paced"
+
+#: divergence name -> code carried per sample from the estimator to the loss (see verl_plugin.py):
+#: forward_kl 0, reverse_kl 1, jsd 2
+DIVERGENCE_CODES = {name: code for code, name in enumerate(KINDS)}
 
 
 @dataclass(frozen=True)
@@ -60,12 +66,14 @@ class PacedConfig:
     stage2_beta: float | None = field(default=None, metadata={"ge": 0})
     drop_zero_weight: bool = True
 
+    def __post_init__(self):
+        check_fields(self)
+
     @classmethod
     def from_mapping(cls, mapping) -> PacedConfig:
-        if mapping is None:
-            return cls()
-        known = {name: mapping[name] for name in cls.__dataclass_fields__ if name in mapping}
-        return cls(**known)
+        """Build from a dict / DictConfig (missing keys take the defaults) with
+        :func:`verl_frontier.validation.read_settings`."""
+        return read_settings(cls, mapping, SECTION)
 
     def stage_at(self, step: int | None) -> Stage:
         """The stage of global step ``step`` (``None``, e.g. outside a trainer, means stage 1)."""

@@ -16,7 +16,6 @@ their cost (pure Python/torch here; the verl glue is in verl_plugin.py):
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
@@ -118,8 +117,3 @@ def frontier_rows(
     chosen = set(live) | set(dead[: keep - len(live)])
     rows = np.flatnonzero(np.isin(inverse, list(chosen)))
     return rows, len(rows) // num_mini_batches
-
-
-def mini_batch_count(rows: int, mini_batch_rows: int) -> int:
-    """Mini-batches verl makes of ``rows`` rows with ``mini_batch_rows`` per mini-batch (its configs divide)."""
-    return max(1, math.ceil(rows / max(mini_batch_rows, 1)))

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["per_token_weighted_losses", "select_divergence", "weighted_sequence_loss"]
+__all__ = ["AGG_MODES", "aggregation_scale", "per_token_weighted_losses", "select_divergence", "weighted_sequence_loss"]
+
+#: verl's ``loss_agg_mode`` values (``verl.trainer.ppo.core_algos.agg_loss``)
+AGG_MODES = ("token-mean", "token-sum", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
 
 FORWARD_KL, REVERSE_KL, JSD = 0, 1, 2
 
@@ -68,17 +71,78 @@ def weighted_sequence_loss(
 def per_token_weighted_losses(token_losses: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """[B, T] token losses times their sample's weight: out[i, t] = w_i ℓ_{i,t}.
 
-    This is the form handed to verl's ``agg_loss(..., loss_agg_mode="seq-mean-token-mean")``, which computes
-    (1 / B') sum_i [sum_t m_{i,t} w_i ℓ_{i,t} / sum_t m_{i,t}] = (1 / B') sum_i w_i ℓ_i over the B' samples
-    with a non-empty mask (B' = the global batch size under data parallelism). When the weights are
-    mean-normalised over those same B' samples (mean w̃ = 1, so sum_i w̃_i = B'; see
-    :func:`verl_frontier.paced.weights.normalize_weights`), this equals
-    sum_i w̃_i ℓ_i / sum_i w̃_i = :func:`weighted_sequence_loss` (tested in tests/test_paced_weights.py).
+    Times the row factors of :func:`aggregation_scale` this is what is handed to verl's ``agg_loss``: with
+    the weights normalised to mean 1 over the G rows of the global batch and 0 on empty rows
+    (sum_i w̃_i = G), any ``loss_agg_mode`` then gives (1 / G) sum_i w̃_i ℓ_i = sum_i w_i ℓ_i / sum_i w_i over
+    the rows with at least one token = :func:`weighted_sequence_loss` (tested in tests/test_numerics.py).
     (If every weight is zero, normalize_weights returns zeros and both give 0.)
     """
     if weights.shape != token_losses.shape[:1]:
         raise ValueError(f"weights must be [B] = [{token_losses.shape[0]}], got {tuple(weights.shape)}")
     return token_losses * weights.to(token_losses.dtype).unsqueeze(-1)
+
+
+def aggregation_scale(
+    mask: torch.Tensor,
+    loss_agg_mode: str,
+    dp_size: int | None = None,
+    batch_num_tokens=None,
+    global_batch_size=None,
+    loss_scale_factor=None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """[B, 1] row factors k_i that turn verl's aggregation, whatever its mode, into Paced's per-sample mean.
+
+    verl's ``agg_loss(X, mask, mode, dp_size, batch_num_tokens, global_batch_size, loss_scale_factor)`` on
+    X_{i,t} = k_i Y_{i,t} then returns, for every mode,
+
+        dp_size * sum_{i: n_i > 0} (sum_t m_{i,t} Y_{i,t} / n_i) / G,      n_i = sum_t m_{i,t}
+
+    with G = ``global_batch_size`` (the rows of the global mini-batch, empty ones included), or B (this
+    micro-batch's rows) when it is None. With Y_{i,t} = w̃_i ℓ_{i,t} and weights normalised to mean 1 over
+    the G rows with 0 on empty rows (sum_i w̃_i = G), the data-parallel mean of the per-rank losses is
+    sum_i w_i ℓ_i / sum_i w_i over the rows with at least one token (ℓ_i the token-mean of row i), Paced's
+    objective (:func:`weighted_sequence_loss`), independent of the mode. Per mode (N = ``batch_num_tokens``,
+    or sum(mask) when None; G' = the row count verl divides by: ``global_batch_size``, or the number of
+    non-empty rows of the micro-batch when None; F = ``loss_scale_factor``, or T when None)::
+
+        token-mean               k_i = N / (n_i G)
+        token-sum                k_i = 1 / (n_i G)
+        seq-mean-token-sum       k_i = G' / (n_i G)
+        seq-mean-token-sum-norm  k_i = G' F / (n_i G)
+        seq-mean-token-mean      k_i = (n_i + 1e-8) / n_i * G' / G     (verl divides by n_i + 1e-8)
+
+    The weights are normalised over the estimator's batch (one training step), so the objective is exact
+    per optimizer step when the step is one mini-batch; with several mini-batches per step, each one is
+    sum_{i in mini-batch} w̃_i ℓ_i / G, the step's weights unchanged (sum_i w̃_i = G only on average).
+    Rows with n_i = 0 get the finite value of n_i = 1 (they are masked out anyway). ``dtype``: that of the
+    loss matrix (the 1e-8 of seq-mean-token-mean is formed in it, as verl does). ``dp_size`` is accepted so
+    that verl's ``global_batch_info`` can be passed as it is; k_i does not depend on it.
+    """
+    if loss_agg_mode not in AGG_MODES:
+        raise ValueError(f"loss_agg_mode must be one of {AGG_MODES}, got {loss_agg_mode!r}")
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be [B, T], got {tuple(mask.shape)}")
+    mask_f = mask.to(torch.float64)
+    n = mask_f.sum(-1, keepdim=True)  # [B, 1]
+    n_safe = n.clamp_min(1.0)
+    rows = float(global_batch_size) if global_batch_size is not None else float(mask.shape[0])
+    verl_rows = float(global_batch_size) if global_batch_size is not None else float((n > 0).sum())
+    if loss_agg_mode == "token-mean":
+        tokens = float(batch_num_tokens) if batch_num_tokens is not None else float(mask_f.sum())
+        scale = tokens / (n_safe * rows)
+    elif loss_agg_mode == "token-sum":
+        scale = 1.0 / (n_safe * rows)
+    elif loss_agg_mode == "seq-mean-token-sum":
+        scale = verl_rows / (n_safe * rows)
+    elif loss_agg_mode == "seq-mean-token-sum-norm":
+        factor = float(loss_scale_factor) if loss_scale_factor is not None else float(mask.shape[-1])
+        scale = verl_rows * factor / (n_safe * rows)
+    else:  # seq-mean-token-mean
+        scale = (n.to(dtype) + 1e-8).to(torch.float64) / n_safe * (verl_rows / rows)
+    if rows <= 0:
+        scale = torch.zeros_like(n)
+    return scale.to(dtype)
 
 
 def select_divergence(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from verl_frontier.paced.config import PacedConfig
+from verl_frontier.paced.config import SECTION, PacedConfig
 from verl_frontier.validation import config_error, register_check, register_schema, select
 
-register_schema("algorithm.paced", PacedConfig)
+register_schema(SECTION, PacedConfig)
 
 ESTIMATOR = "paced"
 PACED_LOSS_PREFIX = "paced_"

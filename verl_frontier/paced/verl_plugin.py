@@ -14,9 +14,11 @@ the weights over the whole step's batch (mean 1 by default), and writes
 
 Distillation with ``use_task_rewards=false`` does not use advantages/returns for anything else, and both
 fields travel to the actor's micro-batches untouched (v1: TransferQueue; legacy: the batch TensorDict).
-The registered distillation losses (``paced_*``) multiply the per-token divergence by w̃_i; verl's own
-aggregation with ``loss_agg_mode=seq-mean-token-mean`` then gives Σ_i w̃_i ℓ_i / B = Σ_i w_i ℓ_i / Σ_i w_i
-(ℓ_i the token-mean divergence of sample i), Paced's objective. No trainer subclass, no new worker: the
+The registered distillation losses (``paced_*``) multiply the per-token divergence by w̃_i and by the row
+factor of :func:`verl_frontier.paced.losses.aggregation_scale`, so that verl's own aggregation, whatever its
+``loss_agg_mode``, gives Σ_i w̃_i ℓ_i / B = Σ_i w_i ℓ_i / Σ_i w_i over the rows with at least one response
+token (ℓ_i the token-mean divergence of sample i; rows without response tokens get w̃ = 0 and the mean-1
+normalisation counts them as rows), Paced's objective. No trainer subclass, no new worker: the
 teacher servers (``distillation.teacher_models``) are verl's, unchanged.
 
 The two-stage schedule needs the step on the driver: verl_frontier.driver_hooks records it.
@@ -55,11 +57,11 @@ import numpy as np
 import torch
 from omegaconf import open_dict
 
-from verl_cpu.import_hooks import when_imported
 from verl_frontier import driver_hooks
+from verl_frontier.kd.topk import LOG_PROB_FLOOR
 from verl_frontier.paced.config import DIVERGENCE_CODES, PacedConfig
 from verl_frontier.paced.frontier import GroupScoreGate, frontier_rows, group_has_zero_weight
-from verl_frontier.paced.losses import select_divergence
+from verl_frontier.paced.losses import aggregation_scale, select_divergence
 from verl_frontier.paced.weights import (
     beta_kernel_weight,
     effective_sample_size,
@@ -68,6 +70,8 @@ from verl_frontier.paced.weights import (
     pass_rate_histogram,
 )
 from verl_frontier.response_tensors import response_padded
+from verl_frontier.verl_patches import verl_supported
+from verl_frontier_hooks import when_imported, wrap_once
 
 ESTIMATOR_NAME = "paced"
 #: top-k loss mode -> fixed divergence code (None: per sample, from the stage schedule)
@@ -125,7 +129,12 @@ def compute_paced_advantage(
     scores = token_level_rewards.sum(dim=-1)
     pass_rate = group_pass_rates(scores, index, threshold=settings.pass_threshold)
     weights = beta_kernel_weight(pass_rate, stage.alpha, stage.beta)
-    weights_normalized = normalize_weights(weights, settings.normalize, settings.normalize_target)
+    # rows without a response token take no part in the loss: weight 0, so the normalisation (mean 1 over the
+    # batch's rows) is over the rows that contribute (see aggregation_scale)
+    contributes = response_mask.sum(-1) > 0
+    weights_normalized = normalize_weights(
+        torch.where(contributes, weights, torch.zeros_like(weights)), settings.normalize, settings.normalize_target
+    )
     mask = response_mask.to(weights_normalized.dtype)
     advantages = weights_normalized.unsqueeze(-1) * mask
     returns = torch.full_like(mask, float(stage.code)) * mask
@@ -168,7 +177,8 @@ def _weights_and_codes(data, width: int, fixed_code: int | None) -> tuple[torch.
 
 def _teacher_skipped(teacher_log_probs: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """(bs,) rows whose teacher log-probs carry the skip marker; a marked row with weight > 0 is an error."""
-    marked = (teacher_log_probs.flatten(2).amax(-1) >= TEACHER_SKIPPED_LOGPROB) & mask
+    # (bs, T, K) top-k or (bs, T) sampled-token log-probs
+    marked = (teacher_log_probs.reshape(*mask.shape[:2], -1).amax(-1) >= TEACHER_SKIPPED_LOGPROB) & mask
     skipped = marked.any(dim=-1)
     if bool((skipped & ((weights * mask).abs().sum(-1) > 0)).any()):
         raise RuntimeError(
@@ -176,6 +186,14 @@ def _teacher_skipped(teacher_log_probs: torch.Tensor, mask: torch.Tensor, weight
             "estimator disagree); set algorithm.paced.drop_zero_weight=false and report this"
         )
     return skipped
+
+
+def _aggregation_scale(config, data, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(bs, 1) row factors making verl's ``agg_loss`` (any ``loss_agg_mode``) Paced's Σ_i w_i ℓ_i / Σ_i w_i."""
+    info = {key: data[key] if key in data.keys() else None for key in ("batch_num_tokens", "global_batch_size")}
+    return aggregation_scale(
+        mask, config.loss_agg_mode, loss_scale_factor=config.loss_scale_factor, dtype=dtype, **info
+    ).to(mask.device)
 
 
 def _loss_metrics(divergences: dict[str, torch.Tensor], weights, codes, mask, skipped=None) -> dict:
@@ -249,7 +267,7 @@ def paced_topk_loss(config, distillation_config, model_output, data, fixed_code=
     teacher_mass = no_padding_2_padding(model_output["teacher_mass"], data)[mask]
     metrics["distillation/student_mass"] = student_mass.mean().item() if student_mass.numel() else 0.0
     metrics["distillation/teacher_mass"] = teacher_mass.mean().item() if teacher_mass.numel() else 0.0
-    return weights * selected, metrics
+    return weights * selected * _aggregation_scale(config, data, mask, selected.dtype), metrics
 
 
 def paced_estimator_loss(config, distillation_config, model_output, data, kl_name: str):
@@ -262,13 +280,14 @@ def paced_estimator_loss(config, distillation_config, model_output, data, kl_nam
     width = student.shape[1]  # verl's response width (max_response_len)
     mask = response_padded(data["response_mask"], width)
     mask = mask.bool()
-    reverse = kl_penalty(logprob=student, ref_logprob=teacher, kl_penalty=kl_name)
+    # a teacher log-prob of -inf (vLLM: probability 0) floored as in kd.topk: k1 = log q + 100, not +inf
+    reverse = kl_penalty(logprob=student, ref_logprob=teacher.clamp_min(LOG_PROB_FLOOR), kl_penalty=kl_name)
     weights, codes = _weights_and_codes(data, width, DIVERGENCE_CODES["reverse_kl"])
     teacher_padded = response_padded(teacher, width)
     metrics = _loss_metrics(
         {"reverse_kl": reverse}, weights, codes, mask, _teacher_skipped(teacher_padded, mask, weights)
     )
-    return weights * reverse, metrics
+    return weights * reverse * _aggregation_scale(config, data, mask, reverse.dtype), metrics
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -395,16 +414,12 @@ def _make_update_actor(original):
 
 
 def _hook_agent_loop(module) -> None:
-    from verl_cpu.import_hooks import wrap_once
-
     worker = module.AgentLoopWorker
     wrap_once(worker, "generate_sequences", _make_generate_sequences, marker=_GATE_ATTR)
     wrap_once(worker, "_compute_teacher_logprobs", _make_teacher_logprobs, marker=_GATE_ATTR)
 
 
 def _hook_agent_loop_tq(module) -> None:
-    from verl_cpu.import_hooks import wrap_once
-
     # @ray.remote class: Ray builds the actor from a subclass holding its own copies of the methods
     worker = module.AgentLoopWorkerTQ
     metadata = getattr(worker, "__ray_metadata__", None)
@@ -414,8 +429,6 @@ def _hook_agent_loop_tq(module) -> None:
 
 
 def _hook_ray_trainer(module) -> None:
-    from verl_cpu.import_hooks import wrap_once
-
     wrap_once(module.RayPPOTrainer, "_update_actor", _make_update_actor, marker=_GATE_ATTR)
 
 
@@ -428,8 +441,6 @@ def _register() -> None:
     from verl.trainer.distillation import losses as distillation_losses
     from verl.trainer.distillation.losses import DistillationLossSettings, register_distillation_loss
     from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, register_adv_est
-
-    from verl_cpu.import_hooks import wrap_once
 
     if ADV_ESTIMATOR_REGISTRY.get(ESTIMATOR_NAME) is not compute_paced_advantage:
         register_adv_est(ESTIMATOR_NAME)(compute_paced_advantage)
@@ -450,13 +461,15 @@ def _register() -> None:
 
         return compute_topk_loss
 
-    wrap_once(distillation_losses, "compute_topk_loss", make, marker="_verl_frontier_paced")
+    if verl_supported("paced"):
+        wrap_once(distillation_losses, "compute_topk_loss", make, marker="_verl_frontier_paced")
 
 
 _register()
 driver_hooks.install()
-when_imported("verl.experimental.agent_loop.agent_loop", _hook_agent_loop)
-when_imported("verl.trainer.ppo.v1.agent_loop_tq", _hook_agent_loop_tq)
-when_imported("verl.trainer.ppo.ray_trainer", _hook_ray_trainer)
+if verl_supported("paced"):  # the wraps of verl_frontier.verl_patches.PATCHES owned by paced
+    when_imported("verl.experimental.agent_loop.agent_loop", _hook_agent_loop)
+    when_imported("verl.trainer.ppo.v1.agent_loop_tq", _hook_agent_loop_tq)
+    when_imported("verl.trainer.ppo.ray_trainer", _hook_ray_trainer)
 
 from verl_frontier.paced import validation as _validation  # noqa: E402,F401  (registers the config checks)

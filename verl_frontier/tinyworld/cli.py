@@ -7,21 +7,51 @@ from pathlib import Path
 
 import typer
 
+from verl_frontier.arguments import POSITIVE_INT, SEED, choice, one_line_typer_classes, output_dir, tiny_world
+
+SIZE = choice("full", "small")
+
+
+WORLD = tiny_world
+
+
+def _default_world(path: Path | None, size: str, seed: int) -> Path:
+    from .paths import world_dir
+
+    if path is not None:
+        return path
+    d = world_dir(size, seed)
+    if not (d / "manifest.json").is_file():
+        raise typer.BadParameter(
+            f"no world at {d} (run `frontier world build --size {size} --seed {seed}`)", param_hint="path"
+        )
+    return d
+
+
 world_app = typer.Typer(
-    help="Build and inspect the tiny world (tokenizer, data, teacher, student).", no_args_is_help=True
+    cls=one_line_typer_classes()[0],
+    help="Build and inspect the tiny world (tokenizer, data, teacher, student).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
 )
 
 
 @world_app.command("build")
 def build_cmd(
     out: Path | None = typer.Option(
-        None, "--out", help="World dir (default: $FRONTIER_WORLD_DIR or <repo>/.world/<size>-seed<seed>)."
+        None,
+        "--out",
+        help="World dir (default: $FRONTIER_WORLD_DIR or <repo>/.world/<size>-seed<seed>).",
+        parser=output_dir.typer,
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed; the world is deterministic from it."),
-    size: str = typer.Option("full", "--size", help="full | small (small: < 60 s, for tests)."),
+    seed: int = typer.Option(0, "--seed", help="Seed; the world is deterministic from it.", parser=SEED.typer),
+    size: str = typer.Option("full", "--size", help="full | small (small: < 60 s, for tests).", parser=SIZE.typer),
     force: bool = typer.Option(False, "--force", help="Rebuild even if a matching world is cached."),
     threads: int | None = typer.Option(
-        None, "--threads", help="torch threads in-process (default: 2 for full, 1 for small)."
+        None,
+        "--threads",
+        help="torch threads in-process (default: 2 for full, 1 for small).",
+        parser=POSITIVE_INT.typer,
     ),
     parallel: bool | None = typer.Option(
         None,
@@ -40,20 +70,16 @@ def build_cmd(
 
 @world_app.command("info")
 def info_cmd(
-    path: Path | None = typer.Argument(None, help="World dir (default: as for build)."),
-    seed: int = typer.Option(0, "--seed"),
-    size: str = typer.Option("full", "--size"),
+    path: Path | None = typer.Argument(None, help="World dir (default: as for build).", parser=WORLD.typer),
+    seed: int = typer.Option(0, "--seed", parser=SEED.typer),
+    size: str = typer.Option("full", "--size", parser=SIZE.typer),
     as_json: bool = typer.Option(False, "--json", help="Print the whole manifest."),
 ) -> None:
     """Show a world's location, layout and build figures."""
     from .figures import format_figures
-    from .paths import world_dir
 
-    d = path or world_dir(size, seed)
+    d = _default_world(path, size, seed)
     mf = d / "manifest.json"
-    if not mf.exists():
-        typer.echo(f"no world at {d} (run `frontier world build --size {size} --seed {seed}`)", err=True)
-        raise typer.Exit(1)
     m = json.loads(mf.read_text())
     if as_json:
         typer.echo(json.dumps(m, indent=2))
@@ -66,16 +92,17 @@ def info_cmd(
 
 @world_app.command("heldout")
 def heldout_cmd(
-    path: Path | None = typer.Argument(None, help="World dir (default: as for build)."),
-    seed: int = typer.Option(0, "--seed"),
-    size: str = typer.Option("full", "--size"),
-    rows_per_cell: int = typer.Option(400, "--rows-per-cell", help="Distinct problems per (k, d) cell, at most."),
+    path: Path | None = typer.Argument(None, help="World dir (default: as for build).", parser=WORLD.typer),
+    seed: int = typer.Option(0, "--seed", parser=SEED.typer),
+    size: str = typer.Option("full", "--size", parser=SIZE.typer),
+    rows_per_cell: int = typer.Option(
+        400, "--rows-per-cell", help="Distinct problems per (k, d) cell, at most.", parser=POSITIVE_INT.typer
+    ),
 ) -> None:
     """Write the world's larger held-out set (heldout/test.parquet: test-side problems not in data/test.parquet)."""
     from .heldout import ensure_heldout
-    from .paths import world_dir
 
-    out = ensure_heldout(path or world_dir(size, seed), rows_per_cell)
+    out = ensure_heldout(_default_world(path, size, seed), rows_per_cell)
     typer.echo(f"{out}\n{(out.parent / 'stats.json').read_text()}")
 
 

@@ -14,6 +14,8 @@ same contract (ORBIT / GEM games):
 
 from __future__ import annotations
 
+import math
+import numbers
 import random
 from typing import Any
 
@@ -44,6 +46,43 @@ def extract_boxed(text: str) -> str | None:
     return None
 
 
+def check_int(owner: str, name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
+    """``value`` as an int: an integer (not a bool; an integral numpy scalar is fine) in ``[low, high]``;
+    else TypeError / ValueError naming ``owner``, the argument and the value."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{owner}: {name} must be an integer, got {value!r} ({type(value).__name__})")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = " and ".join(
+            part for part in (f">= {low}" if low is not None else "", f"<= {high}" if high is not None else "") if part
+        )
+        raise ValueError(f"{owner}: {name} must be {bounds}, got {value}")
+    return value
+
+
+def check_float(
+    owner: str, name: str, value: Any, low: float | None = None, high: float | None = None, low_open: bool = False
+) -> float:
+    """``value`` as a finite float (a real number, not a bool) in ``[low, high]`` (``(low, high]`` with
+    ``low_open``); else TypeError / ValueError naming ``owner``, the argument and the value."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{owner}: {name} must be a number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    too_low = low is not None and (value <= low if low_open else value < low)
+    if not math.isfinite(value) or too_low or (high is not None and value > high):
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+        hi = "" if high is None else f"<= {high}"
+        bounds = " and ".join(part for part in ("finite", lo, hi) if part)
+        raise ValueError(f"{owner}: {name} must be {bounds}, got {value!r}")
+    return value
+
+
+def check_bool(owner: str, name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{owner}: {name} must be True or False, got {value!r} ({type(value).__name__})")
+    return value
+
+
 class InvalidAction(Exception):
     """Raised inside ``_apply`` for an illegal action; :meth:`TextEnv.step` turns it into a penalty."""
 
@@ -60,9 +99,8 @@ class TextEnv:
     def __init__(self, max_turns: int | None = None, **kwargs: Any):
         if kwargs:
             raise TypeError(f"{type(self).__name__}: unknown options {sorted(kwargs)}")
-        self.max_turns = int(max_turns if max_turns is not None else self.default_max_turns)
-        if self.max_turns < 1:
-            raise ValueError(f"max_turns must be >= 1, got {self.max_turns}")
+        turns = max_turns if max_turns is not None else self.default_max_turns
+        self.max_turns = check_int(type(self).__name__, "max_turns", turns, low=1)
         self.seed: int | None = None
         self.turn = 0
         self.done = True

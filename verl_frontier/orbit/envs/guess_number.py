@@ -7,7 +7,10 @@ from __future__ import annotations
 import math
 import random
 
-from .base import SUCCESS_REWARD, InvalidAction, TextEnv
+from .base import SUCCESS_REWARD, InvalidAction, TextEnv, check_int
+
+#: guesses are answered as plain digits, at most 6 of them
+MAX_NUMBER = 999_999
 
 
 class GuessNumberEnv(TextEnv):
@@ -15,9 +18,9 @@ class GuessNumberEnv(TextEnv):
     default_max_turns = 4
 
     def __init__(self, max_turns: int | None = None, low: int = 1, high: int = 8):
-        if high < low:
-            raise ValueError(f"high ({high}) < low ({low})")
-        self.low, self.high = int(low), int(high)
+        owner = type(self).__name__
+        self.low = check_int(owner, "low", low, low=0, high=MAX_NUMBER)
+        self.high = check_int(owner, "high", high, low=self.low, high=MAX_NUMBER)
         if max_turns is None:  # enough for binary search
             max_turns = max(1, math.ceil(math.log2(self.high - self.low + 2)))
         super().__init__(max_turns=max_turns)

@@ -8,7 +8,7 @@ import string
 from functools import cache
 from importlib import resources
 
-from .base import SUCCESS_REWARD, InvalidAction, TextEnv
+from .base import SUCCESS_REWARD, InvalidAction, TextEnv, check_int
 
 
 @cache
@@ -17,13 +17,34 @@ def load_words(filename: str) -> tuple[str, ...]:
     return tuple(w.strip().upper() for w in text.split() if w.strip())
 
 
+def word_lengths() -> tuple[int, ...]:
+    """Word lengths with a word list (``data/words<N>.txt``)."""
+    found = []
+    for entry in resources.files("verl_frontier.orbit.envs").joinpath("data").iterdir():
+        stem = entry.name.removeprefix("words").removesuffix(".txt")
+        if entry.name.startswith("words") and entry.name.endswith(".txt") and stem.isdigit():
+            found.append(int(stem))
+    return tuple(sorted(found))
+
+
+def words_of_length(owner: str, word_length) -> tuple[str, ...]:
+    """The (non-empty) word list for ``word_length``; ValueError naming ``owner`` when there is none."""
+    length = check_int(owner, "word_length", word_length, low=1)
+    if length not in word_lengths():
+        raise ValueError(f"{owner}: word_length must be one of {word_lengths()} (the word lists), got {length}")
+    words = load_words(f"words{length}.txt")
+    if not words:
+        raise ValueError(f"{owner}: the word list for word_length {length} is empty")
+    return words
+
+
 class HangmanEnv(TextEnv):
     name = "hangman"
     default_max_turns = 10
 
     def __init__(self, max_turns: int | None = None, word_length: int = 3):
         super().__init__(max_turns=max_turns)
-        self.words = tuple(w for w in load_words(f"words{int(word_length)}.txt"))
+        self.words = words_of_length(type(self).__name__, word_length)
         self.word_length = int(word_length)
 
     def _reset(self, rng: random.Random) -> str:

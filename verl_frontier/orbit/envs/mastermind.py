@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 
-from .base import SUCCESS_REWARD, InvalidAction, TextEnv
+from .base import SUCCESS_REWARD, InvalidAction, TextEnv, check_bool, check_int
 
 
 def pegs(code: tuple[int, ...], guess: tuple[int, ...]) -> tuple[int, int]:
@@ -25,9 +25,14 @@ class MastermindEnv(TextEnv):
         self, max_turns: int | None = None, code_length: int = 3, num_digits: int = 6, duplicates: bool = False
     ):
         super().__init__(max_turns=max_turns)
-        if not duplicates and code_length > num_digits:
-            raise ValueError("code_length > num_digits needs duplicates=True")
-        self.code_length, self.num_digits, self.duplicates = int(code_length), int(num_digits), bool(duplicates)
+        owner = type(self).__name__
+        self.code_length = check_int(owner, "code_length", code_length, low=1)
+        self.num_digits = check_int(owner, "num_digits", num_digits, low=1, high=9)  # guesses are single digits
+        self.duplicates = check_bool(owner, "duplicates", duplicates)
+        if not self.duplicates and self.code_length > self.num_digits:
+            raise ValueError(
+                f"{owner}: code_length ({self.code_length}) > num_digits ({self.num_digits}) needs duplicates=True"
+            )
 
     def _reset(self, rng: random.Random) -> str:
         digits = list(range(1, self.num_digits + 1))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 from collections import deque
 
-from .base import SUCCESS_REWARD, InvalidAction, TextEnv
+from .base import SUCCESS_REWARD, InvalidAction, TextEnv, check_int
 
 SIZES = ((6, 6), (7, 6), (7, 7), (6, 7))  # (width, height)
 MOVES = {"up": (0, -1), "down": (0, 1), "left": (-1, 0), "right": (1, 0)}
@@ -32,7 +32,12 @@ class MazeEnv(TextEnv):
 
     def __init__(self, max_turns: int | None = None, min_distance: int = 7, max_distance: int = 8, loops: int = 3):
         super().__init__(max_turns=max_turns)
-        self.min_distance, self.max_distance, self.loops = int(min_distance), int(max_distance), int(loops)
+        owner = type(self).__name__
+        # the goal must be reachable in every grid size: a path between two cells of the smallest grid
+        reach = min(w * h for w, h in SIZES) - 1
+        self.min_distance = check_int(owner, "min_distance", min_distance, low=1, high=reach)
+        self.max_distance = check_int(owner, "max_distance", max_distance, low=self.min_distance)
+        self.loops = check_int(owner, "loops", loops, low=0)
 
     def _generate(self, rng: random.Random) -> None:
         while True:
@@ -71,7 +76,6 @@ class MazeEnv(TextEnv):
                 far = max(dist[c] for c in candidates)
                 self.goal = rng.choice([c for c in candidates if dist[c] == far])
                 self.edges = edges
-                self.shortest = far
                 return
 
     def _reset(self, rng: random.Random) -> str:

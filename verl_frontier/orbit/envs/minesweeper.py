@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from .base import SUCCESS_REWARD, InvalidAction, TextEnv
+from .base import SUCCESS_REWARD, InvalidAction, TextEnv, check_int
 
 
 class MinesweeperEnv(TextEnv):
@@ -18,9 +18,12 @@ class MinesweeperEnv(TextEnv):
 
     def __init__(self, max_turns: int | None = None, rows: int = 5, cols: int = 5, num_mines: int = 5):
         super().__init__(max_turns=max_turns)
-        if not 0 < num_mines < rows * cols:
-            raise ValueError(f"num_mines must be in (0, {rows * cols}), got {num_mines}")
-        self.rows, self.cols, self.num_mines = int(rows), int(cols), int(num_mines)
+        owner = type(self).__name__
+        rows = self.rows = check_int(owner, "rows", rows, low=1)
+        cols = self.cols = check_int(owner, "cols", cols, low=1)
+        if rows * cols < 2:
+            raise ValueError(f"{owner}: the board needs at least 2 cells (one mine, one safe), got {rows}x{cols}")
+        self.num_mines = check_int(owner, "num_mines", num_mines, low=1, high=rows * cols - 1)
         self._neighbours = [
             [
                 (rr, cc)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 
-from .base import SUCCESS_REWARD, InvalidAction, TextEnv
+from .base import SUCCESS_REWARD, InvalidAction, TextEnv, check_float, check_int
 
 ACTIONS = ("rock", "paper", "scissors")
 BEATS = {"rock": "scissors", "paper": "rock", "scissors": "paper"}  # key beats value
@@ -40,8 +40,10 @@ class RockPaperScissorsEnv(TextEnv):
 
     def __init__(self, max_turns: int | None = None, rounds: int | None = None, min_dom: float = 0.4):
         super().__init__(max_turns=max_turns)
-        self.rounds = int(rounds if rounds is not None else self.max_turns)
-        self.min_dom = float(min_dom)
+        owner = type(self).__name__
+        # every round takes a turn: more rounds than turns could never finish an episode
+        self.rounds = check_int(owner, "rounds", rounds if rounds is not None else self.max_turns, 1, self.max_turns)
+        self.min_dom = check_float(owner, "min_dom", min_dom, low=0.0, high=1.0)
 
     def _reset(self, rng: random.Random) -> str:
         self.distribution = opponent_distribution(self.seed, self.min_dom)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 
 from .base import SUCCESS_REWARD, InvalidAction, TextEnv
-from .hangman import load_words
+from .hangman import words_of_length
 
 
 def wordle_feedback(secret: str, guess: str) -> str:
@@ -35,8 +35,8 @@ class WordleEnv(TextEnv):
 
     def __init__(self, max_turns: int | None = None, word_length: int = 5):
         super().__init__(max_turns=max_turns)
+        self.words = words_of_length(type(self).__name__, word_length)
         self.word_length = int(word_length)
-        self.words = load_words(f"words{self.word_length}.txt")
 
     def _reset(self, rng: random.Random) -> str:
         self.word = rng.choice(self.words)

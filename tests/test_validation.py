@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
+from conftest import write_rl_parquet
 from omegaconf import OmegaConf
 
 from verl_frontier import validation as v
@@ -26,7 +27,7 @@ def one_line(exc: BaseException) -> str:
 
 def test_missing_data_file_is_one_line_naming_the_key(tmp_path):
     train = tmp_path / "train.parquet"
-    train.touch()
+    write_rl_parquet(train)
     config = cfg(data={"train_files": str(train), "val_files": str(tmp_path / "nope.parquet")})
     with pytest.raises(FrontierConfigError) as info:
         validate_frontier_config(config)
@@ -37,7 +38,7 @@ def test_missing_data_file_is_one_line_naming_the_key(tmp_path):
 
 def test_data_files_list_and_remote_and_home(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
-    (tmp_path / "a.parquet").touch()
+    write_rl_parquet(tmp_path / "a.parquet")
     config = cfg(data={"train_files": ["~/a.parquet", "hdfs://cluster/x.parquet"], "val_files": None})
     validate_frontier_config(config)
     config = cfg(data={"train_files": ["~/a.parquet", "~/missing.parquet"]})

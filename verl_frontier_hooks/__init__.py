@@ -1,8 +1,12 @@
-"""Run a callback right after a module is imported, without importing it early.
+"""Import hooks shared by the two packages of this distribution: ``verl_cpu`` and ``verl_frontier``.
 
-verl_cpu must adjust a few verl modules (see ``patches.py``) but importing them from the ``verl.plugins``
-entry point would add seconds of start-up to every Ray worker. ``when_imported`` defers the work until the
-module is actually imported (or runs it at once if it already is).
+Both adjust verl modules from their ``verl.plugins`` entry points, but importing those modules there would
+add seconds of start-up to every Ray worker. ``when_imported`` defers the work until the module is actually
+imported (or runs it at once if it already is); ``wrap_once`` replaces a function idempotently.
+
+This is a top-level package of its own, with no dependency on either package (standard library only), so
+that ``verl_cpu`` stays usable without ``verl_frontier`` and the method glue in ``verl_frontier`` does not
+import the CPU port. The ``verl_frontier_`` prefix keeps the name inside this distribution's namespace.
 """
 
 import functools
@@ -64,12 +68,12 @@ def _is_initialising(module) -> bool:
     return bool(spec is not None and getattr(spec, "_initializing", False))
 
 
-def wrap_once(owner, name: str, make_wrapper: Callable, marker: str = "_verl_cpu"):
+def wrap_once(owner, name: str, make_wrapper: Callable, *, marker: str):
     """Replace ``owner.<name>`` with ``make_wrapper(original)`` unless it already carries ``marker``.
 
     The wrapper keeps the original's metadata (``functools.wraps``) and is marked with the attribute ``marker``
     so that applying the same patch again (a driver that selects the CPU platform twice, a module re-imported)
-    is a no-op. Each patching package uses its own marker. Returns the function now installed.
+    is a no-op. Each patching package (or method) passes its own marker. Returns the function now installed.
     """
     original = getattr(owner, name)
     if getattr(original, marker, False):
@@ -79,7 +83,3 @@ def wrap_once(owner, name: str, make_wrapper: Callable, marker: str = "_verl_cpu
     setattr(owner, name, wrapper)
     return wrapper
 
-
-def pending() -> list[str]:
-    """Modules whose callbacks have not run yet (for diagnostics)."""
-    return sorted(_callbacks)
