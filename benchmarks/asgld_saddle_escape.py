@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from verl_frontier.arguments import POSITIVE_INT, ArgumentParser, output_file, write_text_atomic
+from verl_frontier.arguments import POSITIVE_INT, ArgumentParser, output_file, savefig_atomic, write_text_atomic
 from verl_frontier.asgld import AGLD, ASG, ASGLD
 from verl_frontier.asgld.saddle import escape_iterations
 
@@ -75,8 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     ax.set_title("Escape from a strict saddle (GD from the exact saddle never escapes)")
     ax.legend()
     fig.tight_layout()
-    Path(args.png).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.png, dpi=120)
+    savefig_atomic(fig, args.png, dpi=120)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"max_iterations": MAX_ITERATIONS, "seeds": args.seeds, "iterations": table}

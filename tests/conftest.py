@@ -56,6 +56,12 @@ def write_rl_parquet(path: Path, rows: int = 2, **extra_columns) -> Path:
 
 
 @pytest.fixture
+def rl_parquet():
+    """:func:`write_rl_parquet`: ``rl_parquet(path, rows=2, **extra_columns)`` writes a small valid data file."""
+    return write_rl_parquet
+
+
+@pytest.fixture
 def data_overrides(tmp_path) -> list[str]:
     """Hydra overrides pointing ``data.train_files`` / ``data.val_files`` at small valid parquet files."""
     train = write_rl_parquet(tmp_path / "train.parquet")

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import verl  # noqa: F401 - the verl.plugins entry points register the methods and their schemas (collection)
-from conftest import write_rl_parquet
 from omegaconf import OmegaConf
 
 from verl_frontier import recipes as rc
@@ -141,9 +140,9 @@ def test_distillation_loss_name_checked_only_with_distillation(data_overrides):
     validate_frontier_config(config, skip=("model_paths",))
 
 
-def test_per_row_agent_name_must_be_registered(tmp_path):
-    train = write_rl_parquet(tmp_path / "train.parquet", agent_name="essence_replai")
-    val = write_rl_parquet(tmp_path / "val.parquet", agent_name="single_turn_agent")
+def test_per_row_agent_name_must_be_registered(rl_parquet, tmp_path):
+    train = rl_parquet(tmp_path / "train.parquet", agent_name="essence_replai")
+    val = rl_parquet(tmp_path / "val.parquet", agent_name="single_turn_agent")
     errors = problems(compose("grpo_baseline", [f"data.train_files={train}", f"data.val_files={val}"]))
     assert_one(errors, "data.train_files: ", "agent_name 'essence_replai'", "did you mean 'essence_replay'")
     assert not any(e.startswith("data.val_files") for e in errors), errors
@@ -221,8 +220,8 @@ def test_data_file_must_be_readable_parquet(tmp_path):
     assert_one(errors, "data.val_files: not a readable parquet file: " + str(empty))
 
 
-def test_data_file_needs_rows_and_format(tmp_path):
-    no_rows = write_rl_parquet(tmp_path / "none.parquet", rows=0)
+def test_data_file_needs_rows_and_format(rl_parquet, tmp_path):
+    no_rows = rl_parquet(tmp_path / "none.parquet", rows=0)
     csv = tmp_path / "train.csv"
     csv.write_text("a,b\n")
     errors = problems(compose("grpo_baseline", _data(csv, no_rows)))
@@ -245,10 +244,10 @@ def test_data_file_needs_the_columns_the_run_reads(tmp_path):
     assert not any("no column" in e for e in errors), errors
 
 
-def test_data_file_problems_reads_only_the_footer(tmp_path, monkeypatch):
+def test_data_file_problems_reads_only_the_footer(rl_parquet, tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
-    path = write_rl_parquet(tmp_path / "t.parquet")
+    path = rl_parquet(tmp_path / "t.parquet")
 
     def no_rows(*args, **kwargs):
         raise AssertionError("row data read")

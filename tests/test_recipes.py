@@ -121,8 +121,11 @@ def test_unknown_recipe_lists_available():
 def test_describe_prefers_description_field(tmp_path):
     (tmp_path / "README.md").write_text("# title\n\nFirst line.\n\ndescription: The field wins\n")
     assert rc.describe(tmp_path) == "The field wins"
-    (tmp_path / "README.md").write_text("# title\n\n<!-- note -->\nFirst line.\nSecond.\n")
-    assert rc.describe(tmp_path) == "First line."
+    # without the field: the whole first paragraph, its wrapped lines joined, up to a blank line or a table
+    (tmp_path / "README.md").write_text("# title\n\n<!-- note -->\nFirst line\nwrapped.\n\nNext paragraph.\n")
+    assert rc.describe(tmp_path) == "First line wrapped."
+    (tmp_path / "README.md").write_text("# title\n\nA sentence.\n| a | b |\n")
+    assert rc.describe(tmp_path) == "A sentence."
 
 
 def test_recipes_dir_from_env(recipes_copy):

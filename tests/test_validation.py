@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
-from conftest import write_rl_parquet
 from omegaconf import OmegaConf
 
 from verl_frontier import validation as v
@@ -25,9 +24,9 @@ def one_line(exc: BaseException) -> str:
 # --- data files / model paths ------------------------------------------------------------------
 
 
-def test_missing_data_file_is_one_line_naming_the_key(tmp_path):
+def test_missing_data_file_is_one_line_naming_the_key(tmp_path, rl_parquet):
     train = tmp_path / "train.parquet"
-    write_rl_parquet(train)
+    rl_parquet(train)
     config = cfg(data={"train_files": str(train), "val_files": str(tmp_path / "nope.parquet")})
     with pytest.raises(FrontierConfigError) as info:
         validate_frontier_config(config)
@@ -36,9 +35,9 @@ def test_missing_data_file_is_one_line_naming_the_key(tmp_path):
     assert "nope.parquet" in msg
 
 
-def test_data_files_list_and_remote_and_home(tmp_path, monkeypatch):
+def test_data_files_list_and_remote_and_home(tmp_path, monkeypatch, rl_parquet):
     monkeypatch.setenv("HOME", str(tmp_path))
-    write_rl_parquet(tmp_path / "a.parquet")
+    rl_parquet(tmp_path / "a.parquet")
     config = cfg(data={"train_files": ["~/a.parquet", "hdfs://cluster/x.parquet"], "val_files": None})
     validate_frontier_config(config)
     config = cfg(data={"train_files": ["~/a.parquet", "~/missing.parquet"]})

@@ -6,7 +6,10 @@
 * ``ArgumentParser``: argparse that reports a bad argument as one line (``error: argument --steps: ...``) and
   exits with code 2; ``parse_with_overrides`` also insists that the extra arguments are Hydra overrides.
 * ``OneLineErrors``: a typer command/group mixin that prints usage errors as one line, exit code 2.
-* ``atomic_dir``: build an output directory next to its target and move it into place only when complete.
+* ``atomic_dir``: build an output directory next to its target and move its files into place only when complete;
+  ``building_dir``: the same, replacing the whole target directory (``replace_dir``).
+* ``write_text_atomic``, ``write_parquet_atomic``, ``savefig_atomic``, ``write_atomic``: one file, written next
+  to its target and renamed into place.
 """
 
 from __future__ import annotations
@@ -406,3 +409,82 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: str | Path, write: Callable[[Path], Any]) -> Path:
+    """Call ``write(tmp)`` on a temporary path next to ``path`` (same suffix, so that writers that pick the
+    format by the extension still do) and rename it into place; on error nothing is left behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_parquet_atomic(rows, path: str | Path) -> Path:
+    """``rows`` (a list of dicts, a pandas DataFrame or a pyarrow Table) as a parquet file, renamed into place."""
+
+    def write(tmp: Path) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if isinstance(rows, pa.Table):
+            pq.write_table(rows, tmp)
+        elif isinstance(rows, list):
+            import pandas as pd
+
+            pd.DataFrame(rows).to_parquet(tmp, index=False)
+        else:
+            rows.to_parquet(tmp, index=False)
+
+    return write_atomic(path, write)
+
+
+def savefig_atomic(fig, path: str | Path, **kwargs) -> Path:
+    """``fig.savefig(path, **kwargs)`` through a temporary file in the same directory, renamed into place."""
+    return write_atomic(path, lambda tmp: fig.savefig(tmp, **kwargs))
+
+
+def replace_dir(src: str | Path, target: str | Path) -> Path:
+    """Move the complete directory ``src`` to ``target`` (a sibling path). An existing ``target`` is renamed
+    aside first and deleted only once ``src`` is in place (if that rename fails it is put back), so ``target``
+    is never a mix of old and new files."""
+    src, target = Path(src), Path(target)
+    old = None
+    if target.exists() or target.is_symlink():
+        old = Path(tempfile.mkdtemp(dir=target.absolute().parent, prefix=f".{target.name}.", suffix=".old"))
+        os.rename(target, old / target.name)
+    try:
+        os.rename(src, target)
+    except BaseException:
+        if old is not None:
+            os.rename(old / target.name, target)
+            old.rmdir()
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+@contextlib.contextmanager
+def building_dir(target: str | Path) -> Iterator[Path]:
+    """Yield a fresh directory next to ``target``; when the block succeeds it replaces ``target`` as a whole
+    (:func:`replace_dir`), on error it is removed and ``target`` is left as it was."""
+    target = Path(target)
+    parent = target.absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{target.name}.", suffix=".partial"))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
+        replace_dir(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -20,7 +20,7 @@ import os
 import time
 from pathlib import Path
 
-from verl_frontier.arguments import POSITIVE_INT, ArgumentParser, output_dir
+from verl_frontier.arguments import POSITIVE_INT, ArgumentParser, output_dir, savefig_atomic
 from verl_frontier.studies import Arm, final_checkpoint, machine_lock, run_arm, write_json_atomic
 from verl_frontier.tinyworld.paths import repo_root, world_dir
 
@@ -62,7 +62,7 @@ def plot(curves: dict[str, dict[int, dict]], table: dict, path: Path) -> None:
     ax_acc.set_title("held-out greedy accuracy")
     ax_acc.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    savefig_atomic(fig, path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from verl_frontier.arguments import POSITIVE_INT, SEED, ArgumentParser, output_dir, write_text_atomic
+from verl_frontier.arguments import POSITIVE_INT, SEED, ArgumentParser, output_dir, savefig_atomic, write_text_atomic
 from verl_frontier.tinyworld.paths import repo_root
 
 VAL_ACC_SUFFIX = "/acc/mean@1"
@@ -342,6 +342,5 @@ def plot_curves(results: dict, arms: list[str], path: Path, title: str) -> None:
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    savefig_atomic(fig, path, dpi=120)
     plt.close(fig)

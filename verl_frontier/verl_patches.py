@@ -81,6 +81,10 @@ PATCHES: tuple[VerlPatch, ...] = (
               "route the paced_*_topk loss modes to forward KL, reverse KL and JSD on the teacher's top-k "
               "(verl's processor is forward KL only)",
               "verl_frontier.paced.verl_plugin:_register"),
+    VerlPatch("verl.trainer.distillation.losses", "compute_topk_loss", "essence",
+              "route essence_kd_topk to kd.topk's forward KL (0 where a teacher log-prob is -inf, where verl's "
+              "gives NaN); outside Paced's wrap, each passes the other's loss modes through",
+              "verl_frontier.essence.verl_plugin:_register"),
     VerlPatch(_RT, "compute_advantage", "ace",
               "run the base estimator, then modulate its advantages with the log-probs verl does not pass to "
               "estimators",

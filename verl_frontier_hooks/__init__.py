@@ -82,4 +82,3 @@ def wrap_once(owner, name: str, make_wrapper: Callable, *, marker: str):
     setattr(wrapper, marker, True)
     setattr(owner, name, wrapper)
     return wrapper
-

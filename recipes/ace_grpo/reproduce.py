@@ -21,7 +21,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from verl_frontier.arguments import POSITIVE_INT
+from verl_frontier.arguments import POSITIVE_INT, savefig_atomic
 from verl_frontier.studies import (
     Arm,
     Study,
@@ -102,7 +102,7 @@ def plot(rows: dict, base: dict, path: Path, title: str) -> None:
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    savefig_atomic(fig, path, dpi=120)
     plt.close(fig)
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from verl_frontier.arguments import POSITIVE_INT
+from verl_frontier.arguments import POSITIVE_INT, savefig_atomic
 from verl_frontier.essence.data import ensure_world_teacher_data
 from verl_frontier.studies import Arm, Study, full_world, publish_results, run_study, study_parser
 
@@ -132,7 +132,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax_time.legend(fontsize=8)
     fig.suptitle("Distilling the Essence, tiny world (verl on CPU)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    savefig_atomic(fig, path, dpi=120)
     plt.close(fig)
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from verl_frontier.arguments import savefig_atomic
 from verl_frontier.studies import (
     Arm,
     Study,
@@ -117,7 +118,7 @@ def plot_paired(results: dict, path: Path) -> None:
         ax.set_title(f"{label}, base (grey) vs GRPO\n(p: exact {test_name} test)")
         ax.set_ylim(0, max(ax.get_ylim()[1], 0.1) * 1.1)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    savefig_atomic(fig, path, dpi=120)
     plt.close(fig)
 
 

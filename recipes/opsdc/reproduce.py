@@ -19,6 +19,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from verl_frontier.arguments import savefig_atomic
 from verl_frontier.studies import Arm, Study, full_world, publish_results, run_study, study_parser
 
 VAL_LEN_KEY = "val-aux/tinyworld/arith/response_chars/mean@1"
@@ -102,7 +103,7 @@ def plot(results: dict, names: list[str], path: Path) -> None:
         ax.legend()
     fig.suptitle("OPSDC, tiny world (verl on CPU)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    savefig_atomic(fig, path, dpi=120)
     plt.close(fig)
 
 

@@ -25,7 +25,7 @@ import statistics
 from dataclasses import replace
 from pathlib import Path
 
-from verl_frontier.arguments import POSITIVE_INT
+from verl_frontier.arguments import POSITIVE_INT, savefig_atomic
 from verl_frontier.studies import Arm, Study, full_world, publish_results, run_study, study_parser
 
 EPISODES = 3
@@ -167,7 +167,7 @@ def plot(results: dict, name: str, row: dict, stats: dict, path: Path) -> None:
     ax_curve.legend(fontsize=7)
     fig.suptitle("ORBIT, tiny world: guess 1..8, 2 guesses per episode, 3 episodes (verl on CPU)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    savefig_atomic(fig, path, dpi=120)
     plt.close(fig)
 
 

@@ -25,7 +25,7 @@ import json
 import shutil
 from pathlib import Path
 
-from verl_frontier.arguments import FRACTION, POSITIVE_INT, SEED, ArgumentParser, output_dir
+from verl_frontier.arguments import FRACTION, POSITIVE_INT, SEED, ArgumentParser, output_dir, savefig_atomic
 from verl_frontier.studies import Arm, final_checkpoint, machine_lock, run_arm, write_json_atomic
 from verl_frontier.tinyworld.paths import repo_root
 
@@ -73,7 +73,7 @@ def plot(results: dict, path: Path) -> None:
             ax.text(i, v, f"{v:,.0f}" if v >= 100 else f"{v:.3g}", ha="center", va="bottom", fontsize=7)
     fig.suptitle("SLM compression, tiny world (verl on CPU for re-distillation)", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    savefig_atomic(fig, path, dpi=110)
     plt.close(fig)
 
 

@@ -230,10 +230,10 @@ def run_recipe(
 
 #: metrics that measure the machine, not the training (times, throughput, memory); matched anywhere in the key
 MACHINE_METRICS = ("timing_s/", "timing_per_token_ms/", "perf/", "timing/")
-#: rollout-vs-training log-prob mismatch metrics: float noise of the rollout engine's batching (~1e-7), compared
+#: rollout-vs-training log-prob mismatch metrics: float noise of the rollout engine's batching (~1e-6), compared
 #: with an absolute tolerance
 NOISE_METRICS = ("rollout_corr/", "training/rollout_probs_diff", "training/rollout_actor_probs")
-NOISE_ABS_TOL = 1e-6
+NOISE_ABS_TOL = 1e-5
 
 
 #: each resumed launch costs about 100 s of verl start-up on the 2-core CI machine, so the resume checks of the

@@ -18,15 +18,14 @@ the counts. Files are written atomically.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 
-from verl_frontier.evaluation.core import _score, load_reward_fn, load_rows
+from verl_frontier.arguments import InputError, atomic_dir, write_atomic, write_parquet_atomic
+from verl_frontier.evaluation.core import _score, check_rows, load_reward_fn, load_rows
 from verl_frontier.studies import write_json_atomic
 
 REPLAY_AGENT = "essence_replay"  # = agent_loop.REPLAY_AGENT (no verl import here)
@@ -42,24 +41,22 @@ def replay_row(row: dict, response: str, score: float, agent: str = REPLAY_AGENT
     return {**row, "agent_name": agent, "extra_info": extra}
 
 
+class MissingField(KeyError):
+    """A row without the ``--from-field`` field."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 def field_value(row: dict, field: str):
-    """``a.b`` -> row["a"]["b"]; raises KeyError naming the field and the row index."""
+    """``a.b`` -> row["a"]["b"]; raises KeyError (:class:`MissingField`) naming the field and the row index."""
     value = row
     for part in field.split("."):
         if not isinstance(value, dict) or part not in value:
             index = (row.get("extra_info") or {}).get("index", "?")
-            raise KeyError(f"row {index}: no field {field!r} (missing {part!r})")
+            raise MissingField(f"row {index}: no field {field!r} (missing {part!r})")
         value = value[part]
     return value
-
-
-def write_parquet_atomic(rows: list[dict], path: Path) -> None:
-    import pandas as pd
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    pd.DataFrame(rows).to_parquet(tmp, index=False)
-    os.replace(tmp, path)
 
 
 def teacher_responses(teacher: str | Path, rows: list[dict], max_new_tokens: int, batch_size: int) -> list[str]:
@@ -91,27 +88,40 @@ def build(
     batch_size: int = 256,
     agent: str = REPLAY_AGENT,
 ) -> dict:
+    """Write ``out/train.parquet`` (the kept rows) and ``out/stats.json``, moved into ``out`` when both are complete.
+    A bad argument, or a data file whose rows do not fit, raises :class:`InputError` naming the argument
+    (a row without ``from_field``: :class:`MissingField`) before the teacher is loaded or anything is
+    written."""
     if agent not in REPLAY_AGENTS:
-        raise ValueError(f"--agent must be one of {list(REPLAY_AGENTS)}, got {agent!r}")
+        raise InputError("agent", f"must be one of {', '.join(REPLAY_AGENTS)}, got {agent!r}")
     if (teacher is None) == (from_field is None):
-        raise ValueError("give exactly one of --teacher (generate) or --from-field (read responses)")
-    if num is not None and num < 1:
-        raise ValueError(f"--num must be >= 1, got {num}")
+        raise InputError("teacher", "give exactly one of --teacher (generate) or --from-field (read responses)")
+    for name, value in (("num", num), ("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InputError(name, f"must be an integer >= 1, got {value!r}")
+    try:
+        reward_fn = load_reward_fn(reward)
+    except ValueError as exc:
+        raise InputError("reward", str(exc)) from None
     rows = load_rows(data)
+    if not rows:
+        raise InputError("data", f"{data} has no rows")
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)
     rows = [rows[i] for i in order[: num or len(rows)]]
+    check_rows(rows, "data")
     if teacher is not None:
         texts = teacher_responses(teacher, rows, max_new_tokens, batch_size)
     else:
         texts = [str(field_value(r, from_field)) for r in rows]
-    reward_fn = load_reward_fn(reward)
     scores = [_score(reward_fn, r, t) for r, t in zip(rows, texts, strict=True)]
     kept = [replay_row(r, t, s, agent) for r, t, s in zip(rows, texts, scores, strict=True) if keep_incorrect or s > 0]
     if not kept:
-        raise RuntimeError(f"no teacher response scored > 0 on {len(rows)} rows of {data}; nothing to distill")
-    out = Path(out)
-    write_parquet_atomic(kept, out / "train.parquet")
+        source = "teacher" if teacher is not None else "from_field"
+        raise InputError(
+            source,
+            f"no response scored > 0 on {len(rows)} rows of {data}; nothing to distill (--keep-incorrect keeps them)",
+        )
     stats = {
         "source": str(data),
         "teacher": str(teacher) if teacher is not None else None,
@@ -121,7 +131,9 @@ def build(
         "teacher_accuracy": float(np.mean([s > 0 for s in scores])),
         "mean_response_chars": float(np.mean([len(t) for t in texts])),
     }
-    write_json_atomic(out / "stats.json", stats)
+    with atomic_dir(out) as tmp:
+        write_parquet_atomic(kept, tmp / "train.parquet")
+        write_json_atomic(tmp / "stats.json", stats)
     return stats
 
 
@@ -161,40 +173,83 @@ def ensure_world_teacher_data(world: str | Path, name: str, num: int = 6000, kee
         if set(table.column("agent_name").to_pylist()) != {agent}:
             at = table.schema.get_field_index("agent_name")
             table = table.set_column(at, "agent_name", pa.array([agent] * table.num_rows, pa.string()))
-            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-            pq.write_table(table, tmp)
-            os.replace(tmp, path)
+            write_atomic(path, lambda tmp: pq.write_table(table, tmp))
     return path
 
 
+def _hf_model_dir(value) -> Path:
+    from verl_frontier.arguments import existing_dir
+
+    path = existing_dir.parse(value)
+    if not (path / "config.json").is_file():
+        raise ValueError(f"{path} is not a Hugging Face model directory (no config.json)")
+    return path
+
+
+def _reward_spec(value) -> str:
+    load_reward_fn(value)
+    return value
+
+
+#: build()'s argument -> the command-line option
+OPTIONS = {"data": "--data", "out": "--out", "teacher": "--teacher", "from_field": "--from-field", "num": "--num",
+           "reward": "--reward", "max_new_tokens": "--max-new-tokens", "batch_size": "--batch-size",
+           "agent": "--agent"}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m verl_frontier.essence.data", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="verl parquet with the prompts (and ground truth)")
-    p.add_argument("--out", required=True, help="output directory (train.parquet, stats.json)")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--teacher", help="HF model dir: its greedy generations are the responses")
-    src.add_argument("--from-field", help="column or extra_info key holding ready responses, e.g. extra_info.reference")
-    p.add_argument("--num", type=int, default=None, help="prompts to use (a seeded shuffle; default all)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--reward", default=None, help="module:function (default: the tiny world's compute_score)")
-    p.add_argument("--keep-incorrect", action="store_true", help="keep responses that score 0")
-    p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--agent", choices=REPLAY_AGENTS, default=REPLAY_AGENT, help="agent loop that replays the rows")
-    a = p.parse_args(argv)
-    stats = build(
-        a.data,
-        a.out,
-        teacher=a.teacher,
-        from_field=a.from_field,
-        num=a.num,
-        seed=a.seed,
-        reward=a.reward,
-        keep_incorrect=a.keep_incorrect,
-        max_new_tokens=a.max_new_tokens,
-        batch_size=a.batch_size,
-        agent=a.agent,
+    from verl_frontier.arguments import POSITIVE_INT, SEED, ArgumentParser, Kind, choice, output_dir, parquet_with
+
+    p = ArgumentParser(prog="python -m verl_frontier.essence.data", description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--data",
+        required=True,
+        type=parquet_with("prompt", "reward_model"),
+        help="verl parquet with the prompts (and ground truth)",
     )
+    p.add_argument("--out", required=True, type=output_dir, help="output directory (train.parquet, stats.json)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument(
+        "--teacher",
+        type=Kind("model dir", _hf_model_dir),
+        help="HF model dir: its greedy generations are the responses",
+    )
+    src.add_argument("--from-field", help="column or extra_info key holding ready responses, e.g. extra_info.reference")
+    p.add_argument("--num", type=POSITIVE_INT, default=None, help="prompts to use (a seeded shuffle; default all)")
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument(
+        "--reward",
+        type=Kind("module:function", _reward_spec),
+        default=None,
+        help="module:function (default: the tiny world's compute_score)",
+    )
+    p.add_argument("--keep-incorrect", action="store_true", help="keep responses that score 0")
+    p.add_argument("--max-new-tokens", type=POSITIVE_INT, default=256)
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=256)
+    p.add_argument(
+        "--agent", type=choice(*REPLAY_AGENTS), default=REPLAY_AGENT, help="agent loop that replays the rows"
+    )
+    a = p.parse_args(argv)
+    if a.from_field is not None and not a.from_field.strip(". "):
+        p.error(f"argument --from-field: must name a column or a.b key, got {a.from_field!r}")
+    try:
+        stats = build(
+            a.data,
+            a.out,
+            teacher=a.teacher,
+            from_field=a.from_field,
+            num=a.num,
+            seed=a.seed,
+            reward=a.reward,
+            keep_incorrect=a.keep_incorrect,
+            max_new_tokens=a.max_new_tokens,
+            batch_size=a.batch_size,
+            agent=a.agent,
+        )
+    except InputError as exc:
+        p.error(f"argument {OPTIONS.get(exc.name, exc.name)}: {exc.message}")
+    except MissingField as exc:
+        p.error(f"argument --from-field: {exc}")
     print(json.dumps(stats, indent=2))
     return stats
 

@@ -129,7 +129,8 @@ def _register() -> None:
 
         return compute_topk_loss
 
-    wrap_once(distillation_losses, "compute_topk_loss", make, marker="_verl_frontier_essence")
+    if verl_supported("essence"):
+        wrap_once(distillation_losses, "compute_topk_loss", make, marker="_verl_frontier_essence")
 
 
 #: actor strategies whose top-k processor this module replaces (verl's FSDP path; Megatron keeps verl's)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from verl_frontier.arguments import atomic_dir
+from verl_frontier.arguments import atomic_dir, savefig_atomic
 
 from .checkpoint import locate_checkpoint, resolve_checkpoint
 from .passk import counts_from_scores, mean_at_k_curve, pass_at_k_curve
@@ -346,5 +346,5 @@ def plot_pass_at_k(result: dict, path: str | Path) -> None:
     ax.set_title(f"n={result['n']}, T={result['temperature']}", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path)
+    savefig_atomic(fig, path)
     plt.close(fig)

@@ -8,7 +8,6 @@ the node and what is missing; the launcher runs it in the job before verl's trai
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -27,6 +26,10 @@ def _registrations_here() -> dict:
     return {"host": socket.gethostname(), "ok": True, "count": sum(len(v) for v in found.values())}
 
 
+class NodesMissing(RuntimeError):
+    """Fewer Ray nodes than expected joined within the timeout."""
+
+
 def check_nodes(address: str | None, nodes: int, timeout: float = 300.0) -> list[dict]:
     """Wait for ``nodes`` alive Ray nodes and run the registration check on each; returns one dict per node."""
     import ray
@@ -41,7 +44,7 @@ def check_nodes(address: str | None, nodes: int, timeout: float = 300.0) -> list
             if len(alive) >= nodes:
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"only {len(alive)}/{nodes} Ray nodes joined within {timeout:.0f} s")
+                raise NodesMissing(f"only {len(alive)}/{nodes} Ray nodes joined within {timeout:.0f} s")
             time.sleep(2)
         remote = ray.remote(num_cpus=0)(_registrations_here)
         refs = [
@@ -57,17 +60,39 @@ def check_nodes(address: str | None, nodes: int, timeout: float = 300.0) -> list
         ray.shutdown()
 
 
+def ray_address(value) -> str:
+    """``ip:port`` (also ``ray://host:port``) or ``auto``/``local``: a port, when given, is in 1..65535."""
+    text = str(value).strip()
+    if not text:
+        raise ValueError("must be ip:port (or auto), got ''")
+    if text in ("auto", "local"):
+        return text
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or host.endswith("/"):
+        raise ValueError(f"must be ip:port (or auto), got {text!r}")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"the port of {text!r} must be an integer in 1..65535")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m verl_frontier.launch.node_check", description=__doc__.split("\n")[0]
-    )
+    from verl_frontier.arguments import POSITIVE_FLOAT, POSITIVE_INT, ArgumentParser, Kind
+
+    parser = ArgumentParser(prog="python -m verl_frontier.launch.node_check", description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--address", default=os.environ.get("RAY_ADDRESS"), help="Ray GCS ip:port (default RAY_ADDRESS)"
+        "--address",
+        type=Kind("ip:port", ray_address),
+        default=os.environ.get("RAY_ADDRESS") or None,
+        help="Ray GCS ip:port (default RAY_ADDRESS)",
     )
-    parser.add_argument("--nodes", type=int, default=1, help="wait for this many alive nodes")
-    parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--nodes", type=POSITIVE_INT, default=1, help="wait for this many alive nodes")
+    parser.add_argument("--timeout", type=POSITIVE_FLOAT, default=300.0, help="seconds to wait for the nodes")
     args = parser.parse_args(argv)
-    results = check_nodes(args.address, args.nodes, args.timeout)
+    try:
+        results = check_nodes(args.address, args.nodes, args.timeout)
+    except NodesMissing as exc:
+        print(f"[node_check] error: {exc}", file=sys.stderr, flush=True)
+        return 1
     bad = [r for r in results if not r["ok"]]
     for r in results:
         state = f"{r['count']} registrations OK" if r["ok"] else f"FAILED: {r['error']}"

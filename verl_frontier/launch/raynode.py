@@ -12,7 +12,6 @@ Token authentication (on by default in Ray 2.60) is switched off: ``RAY_AUTH_MOD
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 import sys
@@ -90,20 +89,28 @@ def ray_start_command(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m verl_frontier.launch.raynode", description=__doc__.split("\n")[0])
+    from verl_frontier.arguments import NON_NEGATIVE_INT, ArgumentParser, Kind, int_range, output_dir
+
+    from .node_check import ray_address
+
+    port = int_range(1, 65535)
+    parser = ArgumentParser(prog="python -m verl_frontier.launch.raynode", description=__doc__.split("\n")[0])
     role = parser.add_mutually_exclusive_group(required=True)
     role.add_argument("--head", action="store_true", help="start a head node (GCS)")
-    role.add_argument("--address", help="join the cluster whose head is at ip:port")
+    role.add_argument("--address", type=Kind("ip:port", ray_address), help="join the cluster whose head is at ip:port")
     role.add_argument("--free-port", action="store_true", help="print a free TCP port and exit")
-    parser.add_argument("--port", type=int, help="head: GCS port (default: a free one)")
-    parser.add_argument("--node-ip", help="--node-ip-address for ray start")
-    parser.add_argument("--temp-dir", help="Ray temp dir of this node (keep it short: socket paths)")
-    parser.add_argument("--num-cpus", type=int, help="default: $SLURM_CPUS_ON_NODE, else detected")
+    parser.add_argument("--port", type=port, help="head: GCS port (default: a free one)")
+    parser.add_argument("--node-ip", type=Kind("address", _node_ip), help="--node-ip-address for ray start")
+    parser.add_argument("--temp-dir", type=output_dir, help="Ray temp dir of this node (keep it short: socket paths)")
+    parser.add_argument("--num-cpus", type=NON_NEGATIVE_INT, help="default: $SLURM_CPUS_ON_NODE, else detected")
     parser.add_argument(
-        "--num-gpus", type=int, help="default: $SLURM_GPUS_ON_NODE, else detected (CPU mode: fake slots)"
+        "--num-gpus", type=NON_NEGATIVE_INT, help="default: $SLURM_GPUS_ON_NODE, else detected (CPU mode: fake slots)"
     )
-    parser.add_argument("--dashboard-port", type=int, help="head: serve the dashboard and Ray Jobs API on this port")
+    parser.add_argument("--dashboard-port", type=port, help="head: serve the dashboard and Ray Jobs API on this port")
     args = parser.parse_args(argv)
+    for option in ("port", "dashboard_port"):
+        if getattr(args, option) is not None and not args.head:
+            parser.error(f"argument --{option.replace('_', '-')}: only a head node (--head) takes it")
     if args.free_port:
         print(free_ports(1)[0])
         return 0
@@ -112,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         address=args.address,
         port=args.port,
         node_ip=args.node_ip,
-        temp_dir=args.temp_dir,
+        temp_dir=str(args.temp_dir) if args.temp_dir is not None else None,
         num_cpus=args.num_cpus,
         num_gpus=args.num_gpus,
         dashboard_port=args.dashboard_port,
@@ -122,6 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     print("[raynode] " + " ".join(cmd), flush=True)
     os.execv(cmd[0], cmd)
     return 1  # unreachable
+
+
+def _node_ip(value) -> str:
+    text = str(value).strip()
+    if not text or any(c.isspace() for c in text):
+        raise ValueError(f"must be an IP address or host name, got {value!r}")
+    return text
 
 
 if __name__ == "__main__":

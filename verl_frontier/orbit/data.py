@@ -20,7 +20,6 @@ Mastermind, 256 seeds each, 3 episodes per trial) and ``tiny`` (guess-the-number
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 from dataclasses import dataclass, field, replace
@@ -71,24 +70,58 @@ PRESETS: dict[str, DataConfig] = {
 
 
 def parse_weights(spec: str) -> dict[str, float]:
-    """``"a:2,b,c:0.5"`` -> {"a": 2.0, "b": 1.0, "c": 0.5}."""
+    """``"a:2,b,c:0.5"`` -> {"a": 2.0, "b": 1.0, "c": 0.5}; raises ValueError for a weight that is not a
+    finite number."""
+    import math
+
     weights: dict[str, float] = {}
     for part in spec.split(","):
         part = part.strip()
         if not part:
             continue
         name, _, w = part.partition(":")
-        weights[name.strip()] = float(w) if w else 1.0
+        try:
+            weight = float(w) if w.strip() else 1.0
+        except ValueError:
+            raise ValueError(f"the weight of {name.strip()!r} must be a number, got {w!r}") from None
+        if not math.isfinite(weight):
+            raise ValueError(f"the weight of {name.strip()!r} must be finite, got {w!r}")
+        weights[name.strip()] = weight
     return weights
 
 
-def _check(cfg: DataConfig) -> None:
-    known = set(list_envs())
-    for name in [*cfg.train_envs, *cfg.val_envs]:
+def _train_envs(value) -> dict[str, float]:
+    weights = parse_weights(str(value))
+    if not weights:
+        raise ValueError(f"must be a comma list env[:weight], got {value!r}")
+    _check_names(weights)
+    _check_weights(weights)
+    return weights
+
+
+def _val_envs(value) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in str(value).split(",") if n.strip())
+    if not names:
+        raise ValueError(f"must be a comma list of environments, got {value!r}")
+    _check_names(names)
+    return names
+
+
+def _check_names(names) -> None:
+    known = list_envs()
+    for name in names:
         if name not in known:
-            raise ValueError(f"unknown environment {name!r}; known: {sorted(known)}")
-    if any(w < 0 for w in cfg.train_envs.values()) or sum(cfg.train_envs.values()) <= 0:
-        raise ValueError(f"train env weights must be >= 0 with a positive sum, got {cfg.train_envs}")
+            raise ValueError(f"unknown environment {name!r}; known: {', '.join(known)}")
+
+
+def _check_weights(weights: dict[str, float]) -> None:
+    if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+        raise ValueError(f"train env weights must be >= 0 with a positive sum, got {weights}")
+
+
+def _check(cfg: DataConfig) -> None:
+    _check_names([*cfg.train_envs, *cfg.val_envs])
+    _check_weights(cfg.train_envs)
 
 
 def make_row(cfg: DataConfig, env: str, seed: int, split: str, index: int) -> dict:
@@ -143,36 +176,45 @@ def build_rows(cfg: DataConfig) -> tuple[list[dict], list[dict]]:
 
 
 def write(cfg: DataConfig, out: Path) -> dict[str, Path]:
-    import pandas as pd
+    """``out/train.parquet`` and ``out/test.parquet``, written next to ``out`` and moved in when both are
+    complete."""
+    from verl_frontier.arguments import atomic_dir, write_parquet_atomic
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     train, val = build_rows(cfg)
-    paths = {"train": out / "train.parquet", "test": out / "test.parquet"}
-    pd.DataFrame(train).to_parquet(paths["train"], index=False)
-    pd.DataFrame(val).to_parquet(paths["test"], index=False)
-    return paths
+    with atomic_dir(out) as tmp:
+        write_parquet_atomic(train, tmp / "train.parquet")
+        write_parquet_atomic(val, tmp / "test.parquet")
+    return {"train": out / "train.parquet", "test": out / "test.parquet"}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Path]:
-    p = argparse.ArgumentParser(prog="python -m verl_frontier.orbit.data", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", required=True, type=Path, help="output directory (train.parquet, test.parquet)")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="orbit")
-    p.add_argument("--train-envs", help="comma list env[:weight], e.g. 'wordle:2,hangman'")
-    p.add_argument("--val-envs", help="comma list of held-out envs")
-    p.add_argument("--train-size", type=int)
-    p.add_argument("--val-seeds-per-env", type=int)
-    p.add_argument("--num-episodes", type=int)
-    p.add_argument("--max-episodes", type=int, help="stop a trial after K episodes (default: step budget only)")
-    p.add_argument("--max-tokens-per-turn", type=int)
-    p.add_argument("--seed", type=int)
+    from verl_frontier.arguments import POSITIVE_INT, SEED, ArgumentParser, Kind, choice, output_dir
+
+    p = ArgumentParser(prog="python -m verl_frontier.orbit.data", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, type=output_dir, help="output directory (train.parquet, test.parquet)")
+    p.add_argument("--preset", type=choice(*sorted(PRESETS)), default="orbit")
+    p.add_argument(
+        "--train-envs",
+        type=Kind("env[:weight],...", _train_envs),
+        help="comma list env[:weight], e.g. 'wordle:2,hangman'",
+    )
+    p.add_argument("--val-envs", type=Kind("env,...", _val_envs), help="comma list of held-out envs")
+    p.add_argument("--train-size", type=POSITIVE_INT)
+    p.add_argument("--val-seeds-per-env", type=POSITIVE_INT)
+    p.add_argument("--num-episodes", type=POSITIVE_INT)
+    p.add_argument(
+        "--max-episodes", type=POSITIVE_INT, help="stop a trial after K episodes (default: step budget only)"
+    )
+    p.add_argument("--max-tokens-per-turn", type=POSITIVE_INT)
+    p.add_argument("--seed", type=SEED)
     args = p.parse_args(argv)
     cfg = PRESETS[args.preset]
     changes = {}
     if args.train_envs:
-        changes["train_envs"] = parse_weights(args.train_envs)
+        changes["train_envs"] = args.train_envs
     if args.val_envs:
-        changes["val_envs"] = tuple(parse_weights(args.val_envs))
+        changes["val_envs"] = args.val_envs
     for key in ("train_size", "val_seeds_per_env", "num_episodes", "max_episodes", "max_tokens_per_turn", "seed"):
         if getattr(args, key) is not None:
             changes[key] = getattr(args, key)

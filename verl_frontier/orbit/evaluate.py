@@ -19,6 +19,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from verl_frontier.arguments import savefig_atomic, write_text_atomic
 from verl_frontier.evaluation.passk import counts_from_scores, pass_at_k_curve
 
 from .envs import HELDOUT_ENVS
@@ -152,14 +153,13 @@ def plot_episode_success(result: dict, path: str | Path) -> None:
     ax.legend(fontsize=8)
     ax.set_title(f"ORBIT evaluation (n = {result['n']}, T = {result['temperature']})")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    savefig_atomic(fig, path, dpi=120)
     plt.close(fig)
 
 
 def write_outputs(result: dict, out_dir: str | Path) -> dict[str, Path]:
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "eval.json", "png": out / "episode_success.png"}
-    paths["json"].write_text(json.dumps(result, indent=2))
+    write_text_atomic(paths["json"], json.dumps(result, indent=2))
     plot_episode_success(result, paths["png"])
     return paths

@@ -10,12 +10,13 @@ import json
 import os
 import platform
 import random
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+
+from verl_frontier.arguments import building_dir
 
 from . import tasks
 from .figures import format_figures  # noqa: F401  (re-export)
@@ -327,6 +328,10 @@ def build(
 ) -> dict:
     """Build (or reuse) a tiny world; returns its manifest.
 
+    The world is built in a fresh directory next to ``out`` and renamed into place once its manifest is
+    written: an interrupted build leaves no partial world, and a rebuild (``force``, or a stale world)
+    replaces the old world as a whole only when the new one is complete.
+
     ``out``: world dir (default ``world_dir(size, seed)``); ``force``: rebuild even if cached;
     ``threads``: torch threads for the in-process work (default: the size's ``train_threads``);
     ``parallel``: train teacher and student in two spawned processes with 1 thread each (default: the
@@ -348,115 +353,125 @@ def build(
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads or cfg.train_threads)
     try:
-        tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        (tmp / "data").mkdir(parents=True)
-        timings = {}
-
-        t = time.perf_counter()
-        tokenizer = build_tokenizer()
-        tokenizer.save_pretrained(tmp / "tokenizer")
-        data = make_datasets(cfg, seed)
-        for name, rows in data.items():
-            write_parquet(rows, tmp / "data" / f"{name}.parquet")
-        timings["data_seconds"] = round(time.perf_counter() - t, 2)
-        _log("data: " + ", ".join(f"{k}={len(v)}" for k, v in data.items()), quiet)
-
-        figures: dict = {}
-        jobs = [
-            (role, size, model_seed(seed, role), str(tmp), progress and not quiet, position)
-            for position, role in enumerate(ROLES)
-        ]
-        for role in ROLES:
-            mspec, tspec = role_specs(cfg, role)
-            _log(f"{role}: {mspec} {tspec.steps} SFT steps", quiet)
-        t = time.perf_counter()
-        if parallel is None:
-            parallel = cfg.parallel_train and (os.cpu_count() or 1) >= 2
-        if parallel:
-            # teacher and student train at once, one process and one thread each: on 2 cores this beats
-            # 2 threads per model (tiny matmuls scale badly, and much worse when the CPU is shared)
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
-
-            with ProcessPoolExecutor(max_workers=len(jobs), mp_context=mp.get_context("spawn")) as ex:
-                results = list(ex.map(_train_role, jobs))
-        else:
-            results = [_train_role(j, threads=torch.get_num_threads()) for j in jobs]
-        timings["train_wall_seconds"] = round(time.perf_counter() - t, 2)
-        from transformers import AutoModelForCausalLM
-
-        models = {}
-        for role, stats in results:
-            figures[role] = stats
-            timings[f"{role}_train_seconds"] = stats["train_seconds"]
-            models[role] = AutoModelForCausalLM.from_pretrained(tmp / role, dtype=torch.float32).eval()
-
-        t = time.perf_counter()
-        verbose_rows = data["test_verbose"][: cfg.verbose_eval_rows]
-        for role, model in models.items():
-            figs = measure(
-                model,
-                tokenizer,
-                data["test"],
-                verbose_rows,
-                sample_n=cfg.sample_n if role == "student" else None,
-                seed=seed,
-                max_new_tokens=cfg.eval_max_new_tokens,
-                sample_rows=cfg.sample_eval_rows,
-            )
-            figures[role].update(figs)
-        timings["eval_seconds"] = round(time.perf_counter() - t, 2)
-
-        timings["build_seconds"] = round(time.perf_counter() - t_start, 2)
-        # CPU seconds of this process: on a machine shared with other jobs, cpu_seconds / threads is a
-        # better estimate of the wall time on free cores than build_seconds
-        timings["cpu_seconds"] = round(_cpu_seconds() - c_start, 2)
-        figures["timings"] = timings
-        figures["targets"] = _check_targets(cfg, figures)
-
-        manifest = {
-            "seed": seed,
-            "size": size,
-            "config_hash": config_hash(cfg),
-            "versions": _versions(),
-            "built_at_unix": int(time.time()),
-            "machine": {
-                "cpu_count": os.cpu_count(),
-                "torch_threads": torch.get_num_threads(),
-                "platform": platform.platform(),
-            },
-            "layout": {
-                "tokenizer": "tokenizer/",
-                "teacher": "teacher/",
-                "student": "student/",
-                "train": "data/train.parquet",
-                "test": "data/test.parquet",
-                "train_verbose": "data/train_verbose.parquet",
-                "test_verbose": "data/test_verbose.parquet",
-            },
-            "task": {
-                "data_source": tasks.DATA_SOURCE,
-                "cells": [list(c) for c in cfg.cells],
-                "concise_instruction": tasks.CONCISE_INSTRUCTION,
-                "verbose_frac_batches": {role: role_specs(cfg, role)[1].verbose_frac for role in ROLES},
-                "reward": "verl_frontier.tinyworld.reward:compute_score",
-            },
-            "figures": figures,
-            "files": file_hashes(tmp),
-        }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        if out.exists():
-            shutil.rmtree(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp.rename(out)
-        _log(f"built {out} in {timings['build_seconds']} s", quiet)
+        with building_dir(out) as tmp:
+            manifest = _build_into(tmp, cfg, seed, size, quiet, progress, parallel, t_start, c_start)
+        _log(f"built {out} in {manifest['figures']['timings']['build_seconds']} s", quiet)
         if not quiet:
             print(format_figures(manifest))
         return manifest
     finally:
         torch.set_num_threads(old_threads)
+
+
+def _build_into(
+    tmp: Path,
+    cfg: SizeConfig,
+    seed: int,
+    size: str,
+    quiet: bool,
+    progress: bool,
+    parallel: bool | None,
+    t_start: float,
+    c_start: float,
+) -> dict:
+    """Every file of the world in the fresh directory ``tmp`` (the manifest last); returns the manifest."""
+    (tmp / "data").mkdir(parents=True)
+    timings = {}
+
+    t = time.perf_counter()
+    tokenizer = build_tokenizer()
+    tokenizer.save_pretrained(tmp / "tokenizer")
+    data = make_datasets(cfg, seed)
+    for name, rows in data.items():
+        write_parquet(rows, tmp / "data" / f"{name}.parquet")
+    timings["data_seconds"] = round(time.perf_counter() - t, 2)
+    _log("data: " + ", ".join(f"{k}={len(v)}" for k, v in data.items()), quiet)
+
+    figures: dict = {}
+    jobs = [
+        (role, size, model_seed(seed, role), str(tmp), progress and not quiet, position)
+        for position, role in enumerate(ROLES)
+    ]
+    for role in ROLES:
+        mspec, tspec = role_specs(cfg, role)
+        _log(f"{role}: {mspec} {tspec.steps} SFT steps", quiet)
+    t = time.perf_counter()
+    if parallel is None:
+        parallel = cfg.parallel_train and (os.cpu_count() or 1) >= 2
+    if parallel:
+        # teacher and student train at once, one process and one thread each: on 2 cores this beats
+        # 2 threads per model (tiny matmuls scale badly, and much worse when the CPU is shared)
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=len(jobs), mp_context=mp.get_context("spawn")) as ex:
+            results = list(ex.map(_train_role, jobs))
+    else:
+        results = [_train_role(j, threads=torch.get_num_threads()) for j in jobs]
+    timings["train_wall_seconds"] = round(time.perf_counter() - t, 2)
+    from transformers import AutoModelForCausalLM
+
+    models = {}
+    for role, stats in results:
+        figures[role] = stats
+        timings[f"{role}_train_seconds"] = stats["train_seconds"]
+        models[role] = AutoModelForCausalLM.from_pretrained(tmp / role, dtype=torch.float32).eval()
+
+    t = time.perf_counter()
+    verbose_rows = data["test_verbose"][: cfg.verbose_eval_rows]
+    for role, model in models.items():
+        figs = measure(
+            model,
+            tokenizer,
+            data["test"],
+            verbose_rows,
+            sample_n=cfg.sample_n if role == "student" else None,
+            seed=seed,
+            max_new_tokens=cfg.eval_max_new_tokens,
+            sample_rows=cfg.sample_eval_rows,
+        )
+        figures[role].update(figs)
+    timings["eval_seconds"] = round(time.perf_counter() - t, 2)
+
+    timings["build_seconds"] = round(time.perf_counter() - t_start, 2)
+    # CPU seconds of this process: on a machine shared with other jobs, cpu_seconds / threads is a
+    # better estimate of the wall time on free cores than build_seconds
+    timings["cpu_seconds"] = round(_cpu_seconds() - c_start, 2)
+    figures["timings"] = timings
+    figures["targets"] = _check_targets(cfg, figures)
+
+    manifest = {
+        "seed": seed,
+        "size": size,
+        "config_hash": config_hash(cfg),
+        "versions": _versions(),
+        "built_at_unix": int(time.time()),
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+        },
+        "layout": {
+            "tokenizer": "tokenizer/",
+            "teacher": "teacher/",
+            "student": "student/",
+            "train": "data/train.parquet",
+            "test": "data/test.parquet",
+            "train_verbose": "data/train_verbose.parquet",
+            "test_verbose": "data/test_verbose.parquet",
+        },
+        "task": {
+            "data_source": tasks.DATA_SOURCE,
+            "cells": [list(c) for c in cfg.cells],
+            "concise_instruction": tasks.CONCISE_INSTRUCTION,
+            "verbose_frac_batches": {role: role_specs(cfg, role)[1].verbose_frac for role in ROLES},
+            "reward": "verl_frontier.tinyworld.reward:compute_score",
+        },
+        "figures": figures,
+        "files": file_hashes(tmp),
+    }
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return manifest
 
 
 def _check_targets(cfg: SizeConfig, figures: dict) -> dict:

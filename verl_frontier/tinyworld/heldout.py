@@ -13,7 +13,6 @@ once per world and size, atomically, and not part of the world's manifest or has
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections import Counter
 from pathlib import Path
@@ -49,9 +48,11 @@ def heldout_problems(
 
 def ensure_heldout(world: str | Path, rows_per_cell: int = 400) -> Path:
     """``<world>/heldout/test.parquet`` (rewritten when ``rows_per_cell`` or the world's
-    ``data/test.parquet`` changed; see the module docstring)."""
+    ``data/test.parquet`` changed; see the module docstring). ``heldout/`` is written next to its place and
+    renamed in when complete, replacing an older one as a whole."""
     import pyarrow.parquet as pq
 
+    from verl_frontier.arguments import building_dir
     from verl_frontier.studies import write_json_atomic
 
     world = Path(world)
@@ -74,11 +75,9 @@ def ensure_heldout(world: str | Path, rows_per_cell: int = 400) -> Path:
     exclude = {row["extra_info"]["expression"] for row in test}
     problems = heldout_problems(cells, rows_per_cell, manifest["seed"], exclude)
     rows = [tasks.make_row(p, "concise", "heldout", i) for i, p in enumerate(problems)]
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write_parquet(rows, tmp)
-    os.replace(tmp, path)
     per_cell = Counter(f"k{p.num_operands}_d{p.digits}" for p in problems)
     stats = {**key, "rows": len(rows), "per_cell": dict(per_cell), "seed": manifest["seed"]}
-    write_json_atomic(stats_path, stats)
+    with building_dir(out) as tmp:  # both files, renamed into place together
+        write_parquet(rows, tmp / path.name)
+        write_json_atomic(tmp / stats_path.name, stats)
     return path
