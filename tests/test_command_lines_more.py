@@ -23,18 +23,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_command_lines import assert_one_line
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def assert_one_line(code, err: str, needle: str) -> str:
-    assert code == 2, (code, err)
-    err = err.strip()
-    assert "Traceback" not in err, err
-    assert err.count("\n") == 0, err
-    assert err.startswith("error: "), err
-    assert needle in err, (needle, err)
-    return err
 
 
 @pytest.fixture(scope="module")

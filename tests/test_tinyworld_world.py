@@ -25,7 +25,7 @@ def test_small_world_builds_fast_and_is_complete(small_world):
     out, m = small_world
     assert m["size"] == "small" and m["seed"] == 0 and m["versions"]["world_version"] == WORLD_VERSION
     t = m["figures"]["timings"]
-    # wall time on a machine shared with other agents is noisy; CPU time is what the budget is about
+    # wall time on a machine shared with other jobs is noisy; CPU time is what the budget is about
     assert t["cpu_seconds"] < SMALL_BUILD_CPU_LIMIT, t
     for rel in (
         "tokenizer/tokenizer.json",

@@ -24,7 +24,7 @@ from typer.core import TyperGroup
 
 from verl_frontier.arguments import EXIT_USAGE, OneLineErrors
 
-# name -> (module, attribute, help): subcommands other agents provide; loaded only when present.
+# name -> (module, attribute, help): subcommands of optional modules; loaded only when present.
 LAZY_SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "world": ("verl_frontier.tinyworld.cli", "world_app", "Tiny world: build and inspect the tiny test world."),
     "eval": ("verl_frontier.evaluation.cli", "eval_command", "Evaluate checkpoints."),

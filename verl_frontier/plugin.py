@@ -23,9 +23,8 @@ import logging
 logger = logging.getLogger("verl_frontier")
 
 #: Method plugin modules imported on ``import verl``. Each defines
-#: ``EXPECTED_REGISTRATIONS: list[tuple[str, str]]`` (see verl_frontier.registration). Add the
-#: method packages here as they land: "paced.verl_plugin", "ace.verl_plugin", "opsdc.verl_plugin",
-#: "orbit.verl_plugin".
+#: ``EXPECTED_REGISTRATIONS: list[tuple[str, str]]`` (see verl_frontier.registration); a new method adds
+#: its ``verl_plugin`` module here.
 METHOD_PLUGINS: tuple[str, ...] = (
     "verl_frontier.kd.replay",
     "verl_frontier.paced.verl_plugin",

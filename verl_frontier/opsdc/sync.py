@@ -1,4 +1,4 @@
-"""OPSDC teacher refresh: theta_bar <- theta every M steps (papers.md section 2; the paper's code copies after the
+"""OPSDC teacher refresh: theta_bar <- theta every M steps (arXiv 2603.05433; the paper's code copies after the
 step when ``global_steps % M == 0``); M = 0 keeps the initial teacher forever.
 
 The copy is an in-place parameter copy between two live modules (no reload from disk). It works on plain

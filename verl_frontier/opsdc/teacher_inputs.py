@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-#: The paper's teacher instructions (papers.md section 2). "uniform" is the original OPSDC instruction,
+#: The paper's teacher instructions (arXiv 2603.05433). "uniform" is the original OPSDC instruction,
 #: "difficulty_aware" the revised paper's (CRISP v2) default.
 PAPER_INSTRUCTIONS: dict[str, str] = {
     "uniform": (

@@ -1,8 +1,8 @@
 """verl 0.9.1 glue for Paced (pass-rate-weighted distillation). The math is in weights.py / losses.py and
 verl_frontier.kd; this module only moves tensors between verl's pipeline and those functions.
 
-How the per-prompt weight reaches the actor's loss (the design choice the issue asks to document)
---------------------------------------------------------------------------------------------------
+How the per-prompt weight reaches the actor's loss (a design choice)
+-----------------------------------------------------------------
 The pass rate p of a prompt needs the rewards of all n rollouts of its ``uid`` group, which only the
 driver sees, after the rollouts are scored. verl already calls one driver-side function there with exactly
 those inputs, in both the legacy and the v1 trainer: the advantage estimator. So Paced registers an
