@@ -10,6 +10,40 @@ Used by the ``reproduce.py`` of each method's recipe folder (``make reproduce``)
 
     study = Study("paced_fkl", arms=[Arm("uniform", "paced_distill", "paced_distill_tiny", [...]), ...])
     results = run_study(study, seeds=[0, 1, 2], out=Path("outputs/paced_fkl"), steps=40)
+
+The study protocol (a claim about a method is made only this way)
+-----------------------------------------------------------------
+A protocol study declares a baseline arm, a budget every arm spends exactly (:mod:`.budget`: distinct prompts,
+sampled response tokens or optimizer steps, converted into each arm's verl steps), at least 3 seeds when it
+bears a claim, the selection set (``data/test.parquet``: verl's validation during training, the only set any
+choice may look at) and the final set (``heldout/test.parquet``, evaluated once on each final checkpoint)::
+
+    study = Study("kd_vs_opd", arms, baseline="kd_teacher_sequences", budget=Budget("prompts", 9600),
+                  seeds=(0, 1, 2))
+    results = run_study(study, None, out, steps=None, test_freq=25, world=world,
+                        after_run=final_set_evaluator(study, world))
+    payload = study_results(study, results, base_final_scores, selection_n=415)
+    write_results(recipe_dir / "results.json", payload)   # validated; load_results re-checks every statistic
+    print(results_table(payload)); plot_study(payload, recipe_dir / "study.png")
+
+``run_study`` then runs each arm for its share of the budget, refuses a run whose logged metrics show a
+different spend (:func:`.budget.check_spent`), and keeps the curve against prompts seen and wall time.
+Statistics (:mod:`.stats`): exact McNemar per seed, an exact sign-flip test over problems stratified by seed
+pooled over seeds, t-intervals over seeds and a bootstrap over problems; :mod:`.report`: the results.json
+schema, its validating loader, the README table and the PNG.
+
+Top-k forward KL and its clamp at 0
+-----------------------------------
+verl's ``forward_kl_topk`` returns ``clamp_min(0)`` of sum_k p_T(k) (log p_T(k) - log q_S(k)) over the teacher's
+top-k (``verl/trainer/distillation/losses.py``). With k < vocabulary that partial sum is negative whenever the
+student puts more mass than the teacher on the teacher's top-k, and the clamp then zeroes the token's gradient,
+although the unclamped gradient (q_S(j) P_T(top-k) - p_T(j) on the top-k logits) is a sound pull toward the
+teacher. Our ``paced_forward_kl_topk`` (and ``paced_topk`` in its forward-KL stage) applies the same clamp
+(``paced_topk_loss``) and inherits the dead tokens. ``paced_reverse_kl_topk`` and ``paced_jsd_topk`` are
+divergences between the two distributions renormalised on the top-k (>= 0 by construction, no clamp), so they
+keep their gradient. Pick: k = vocabulary size for forward KL (exact; the clamp only removes float round-off,
+as in the tiny world's top-k = 102); with k < vocabulary, a renormalised divergence (``paced_jsd_topk`` or
+``paced_reverse_kl_topk``), not a clamped forward KL. ``tests/test_study_protocol.py`` shows both facts.
 """
 
 from __future__ import annotations
@@ -27,6 +61,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from verl_frontier.arguments import POSITIVE_INT, SEED, ArgumentParser, output_dir, savefig_atomic, write_text_atomic
+from verl_frontier.studies import budget as budget_module
+from verl_frontier.studies.budget import ArmSchedule, Budget, BudgetMismatch, StudyError, check_spent, schedule
 from verl_frontier.tinyworld.paths import repo_root
 
 VAL_ACC_SUFFIX = "/acc/mean@1"
@@ -42,11 +78,53 @@ class Arm:
     overrides: list[str] = field(default_factory=list)
 
 
+MIN_CLAIM_SEEDS = 3
+
+
+def check_seeds(seeds, claim: bool = True, name: str = "study") -> list[int]:
+    """Distinct non-negative seeds; at least ``MIN_CLAIM_SEEDS`` when the study bears a claim."""
+    seeds = list(seeds or [])
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+    if bad:
+        raise StudyError(f"{name}: seed {bad[0]!r} is not a non-negative integer")
+    if len(set(seeds)) != len(seeds):
+        raise StudyError(f"{name}: seed {sorted(s for s in seeds if seeds.count(s) > 1)[0]} given twice")
+    if claim and len(seeds) < MIN_CLAIM_SEEDS:
+        raise StudyError(
+            f"{name} bears a claim and needs at least {MIN_CLAIM_SEEDS} seeds, got {len(seeds)} ({seeds}); "
+            "add seeds, or declare it claim=False (exploratory)"
+        )
+    return seeds
+
+
 @dataclass
 class Study:
+    """Arms x seeds through verl. Without ``budget`` an exploratory study (steps given to ``run_study``); with
+    ``budget`` a protocol study (module docstring): ``baseline`` names an arm, and a claim-bearing study
+    (``claim``, the default) declares at least 3 ``seeds``."""
+
     name: str
     arms: list[Arm]
     metric_keys: tuple[str, ...] = ()  # extra per-step training metrics to keep (besides validation accuracy)
+    baseline: str | None = None
+    budget: Budget | None = None
+    seeds: tuple[int, ...] = ()
+    claim: bool = True
+    selection_set: str = "data/test.parquet"
+    final_set: str = "heldout/test.parquet"
+
+    def __post_init__(self):
+        names = [arm.name for arm in self.arms]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise StudyError(f"study {self.name!r}: arm name {repeated[0]!r} used twice")
+        if self.budget is None:
+            return
+        if self.baseline not in names:
+            raise StudyError(f"study {self.name!r}: baseline {self.baseline!r} is not one of its arms {names}")
+        if self.selection_set == self.final_set:
+            raise StudyError(f"study {self.name!r}: the selection set and the final set are both {self.final_set}")
+        self.seeds = tuple(check_seeds(self.seeds, self.claim, f"study {self.name!r}"))
 
 
 def seed_overrides(seed: int) -> list[str]:
@@ -220,18 +298,28 @@ def final_checkpoint(run_dir: Path, steps: int) -> Path:
 
 def run_study(
     study: Study,
-    seeds: list[int],
+    seeds: list[int] | None,
     out: Path,
-    steps: int,
+    steps: int | None,
     test_freq: int = 10,
     world: Path | None = None,
     extra: list[str] = (),
     after_run=None,
+    plans: dict[str, ArmSchedule] | None = None,
 ) -> dict:
     """Run every arm for every seed (resumable); returns and writes ``<out>/results.json``.
 
     ``after_run(arm, seed, run_dir, run)``, if given, is called after each run (e.g. to evaluate its final
-    checkpoint) and may add entries to the ``run`` dict before it is saved."""
+    checkpoint) and may add entries to the ``run`` dict before it is saved.
+
+    A protocol study (``study.budget`` set): ``seeds`` None means ``study.seeds`` (given seeds are checked the
+    same way); ``steps`` is ignored, each arm runs its share of the budget (``plans``, default
+    ``schedule(study, extra)``); a run whose logged metrics show another spend raises ``BudgetMismatch`` and is
+    not recorded; each run records ``budget`` (the check) and ``curve`` (``report.curve_points``)."""
+    if study.budget is not None:
+        seeds = check_seeds(study.seeds if seeds is None else seeds, study.claim, f"study {study.name!r}")
+        plans = plans or schedule(study, extra)
+    keep = set(study.metric_keys) | (set(budget_module.METRIC_KEYS) if plans else set())
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {"study": study.name, "runs": {}}
     total = len(study.arms) * len(seeds)
@@ -247,13 +335,17 @@ def run_study(
                 f"[{done}/{total}] {key}: running {arm.recipe}/{arm.config_name} {' '.join(arm.overrides)}", flush=True
             )
             run_dir = out / arm.name / f"seed{seed}"
+            arm_steps = plans[arm.name].steps if plans else steps
             run = run_arm(
-                arm, seed, run_dir, steps, test_freq, world, extra=list(extra), save_final=after_run is not None
+                arm, seed, run_dir, arm_steps, test_freq, world, extra=list(extra), save_final=after_run is not None
             )
-            kept = {
-                str(step): {k: v for k, v in data.items() if k in study.metric_keys}
-                for step, data in run.pop("metrics").items()
-            }
+            logged = run.pop("metrics")
+            if plans:
+                from verl_frontier.studies.report import curve_points
+
+                run["budget"] = check_spent(study.budget, plans[arm.name], logged, seed)
+                run["curve"] = curve_points(run["val_acc"], logged, plans[arm.name].settings["train_batch_size"])
+            kept = {str(step): {k: v for k, v in data.items() if k in keep} for step, data in logged.items()}
             run["kept_metrics"] = {s: d for s, d in kept.items() if d}
             run["val_acc"] = {str(k): v for k, v in run["val_acc"].items()}
             if after_run is not None:
@@ -263,6 +355,21 @@ def run_study(
             final = run["val_acc"][max(run["val_acc"], key=int)] if run["val_acc"] else float("nan")
             print(f"[{done}/{total}] {key}: final greedy accuracy {final:.3f} in {run['wall_s']:.0f} s", flush=True)
     return results
+
+
+def final_set_evaluator(study: Study, world: Path, keep_checkpoints: bool = False):
+    """``after_run`` for a protocol study: greedy scores of the run's final checkpoint on ``world /
+    study.final_set`` (``run["final_scores"]``, ``run["final_accuracy"]``); the checkpoint is removed after."""
+
+    def after_run(arm, seed, run_dir, run):
+        checkpoint = final_checkpoint(run_dir, run["steps"])
+        result = evaluate_pass_at_k(checkpoint, Path(world) / study.final_set, n=1)
+        run["final_scores"] = [int(s) for s in result["greedy_scores"]]
+        run["final_accuracy"] = float(result["greedy_accuracy"])
+        if not keep_checkpoints:
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+
+    return after_run
 
 
 def summarize(results: dict, arms: list[str]) -> dict[str, dict]:
@@ -344,3 +451,23 @@ def plot_curves(results: dict, arms: list[str], path: Path, title: str) -> None:
     fig.tight_layout()
     savefig_atomic(fig, path, dpi=120)
     plt.close(fig)
+
+
+from verl_frontier.studies.report import (  # noqa: E402  (report imports this package's submodules)
+    ResultsError,
+    load_results,
+    plot_study,
+    results_table,
+    study_results,
+    validate_results,
+    write_results,
+)
+
+__all__ = [
+    "Arm", "ArmSchedule", "Budget", "BudgetMismatch", "ResultsError", "Study", "StudyError", "base_evaluation",
+    "check_seeds", "check_spent", "evaluate_pass_at_k", "final_checkpoint", "final_set_evaluator", "full_world",
+    "load_results", "machine_lock", "markdown_table", "mean_std_by_key", "plot_curves", "plot_study",
+    "publish_results", "read_metrics", "results_table", "run_arm", "run_study", "schedule", "seed_overrides",
+    "study_parser", "study_results", "summarize", "validate_results", "validation_accuracy", "write_json_atomic",
+    "write_results",
+]  # fmt: skip
