@@ -62,7 +62,15 @@ from pathlib import Path
 
 from verl_frontier.arguments import POSITIVE_INT, SEED, ArgumentParser, output_dir, savefig_atomic, write_text_atomic
 from verl_frontier.studies import budget as budget_module
-from verl_frontier.studies.budget import ArmSchedule, Budget, BudgetMismatch, StudyError, check_spent, schedule
+from verl_frontier.studies.budget import (
+    ArmSchedule,
+    Budget,
+    BudgetMismatch,
+    StudyError,
+    budget_overrides,
+    check_spent,
+    schedule,
+)
 from verl_frontier.tinyworld.paths import repo_root
 
 VAL_ACC_SUFFIX = "/acc/mean@1"
@@ -319,6 +327,8 @@ def run_study(
     if study.budget is not None:
         seeds = check_seeds(study.seeds if seeds is None else seeds, study.claim, f"study {study.name!r}")
         plans = plans or schedule(study, extra)
+    else:
+        plans = None  # an exploratory study runs every arm for ``steps``
     keep = set(study.metric_keys) | (set(budget_module.METRIC_KEYS) if plans else set())
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {"study": study.name, "runs": {}}
@@ -465,9 +475,9 @@ from verl_frontier.studies.report import (  # noqa: E402  (report imports this p
 
 __all__ = [
     "Arm", "ArmSchedule", "Budget", "BudgetMismatch", "ResultsError", "Study", "StudyError", "base_evaluation",
-    "check_seeds", "check_spent", "evaluate_pass_at_k", "final_checkpoint", "final_set_evaluator", "full_world",
-    "load_results", "machine_lock", "markdown_table", "mean_std_by_key", "plot_curves", "plot_study",
-    "publish_results", "read_metrics", "results_table", "run_arm", "run_study", "schedule", "seed_overrides",
-    "study_parser", "study_results", "summarize", "validate_results", "validation_accuracy", "write_json_atomic",
-    "write_results",
+    "budget_overrides", "check_seeds", "check_spent", "evaluate_pass_at_k", "final_checkpoint",
+    "final_set_evaluator", "full_world", "load_results", "machine_lock", "markdown_table", "mean_std_by_key",
+    "plot_curves", "plot_study", "publish_results", "read_metrics", "results_table", "run_arm", "run_study",
+    "schedule", "seed_overrides", "study_parser", "study_results", "summarize", "validate_results",
+    "validation_accuracy", "write_json_atomic", "write_results",
 ]  # fmt: skip

@@ -190,6 +190,11 @@ def schedule(
     return plans
 
 
+def budget_overrides(study, extra: Sequence[str] = (), **kwargs) -> dict[str, list[str]]:
+    """Each arm's verl overrides for the study budget (arm name -> overrides); ``kwargs`` as :func:`schedule`."""
+    return {name: plan.overrides for name, plan in schedule(study, extra, **kwargs).items()}
+
+
 def _logged_steps(metrics: Mapping) -> list[tuple[int, Mapping]]:
     """(step, data) of the training steps in verl's logged metrics (keys may be ints or strings)."""
     return sorted((int(s), d) for s, d in metrics.items() if "training/global_step" in d)

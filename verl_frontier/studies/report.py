@@ -101,8 +101,13 @@ def _arm_statistics(runs: Mapping[str, Mapping], baseline_runs: Mapping[str, Map
                 s: {"only_baseline": r["only_before"], "only_arm": r["only_after"], "p_value": r["p_value"]}
                 for s, r in zip(seeds, pooled["per_seed"])
             },
-            "pooled": {"only_baseline": pooled["only_baseline"], "only_arm": pooled["only_arm"], "n": pooled["n"],
-                       "p_value": pooled["p_value"], "method": POOLED_METHOD},  # fmt: skip
+            "pooled": {
+                "only_baseline": pooled["only_baseline"],
+                "only_arm": pooled["only_arm"],
+                "n": pooled["n"],
+                "p_value": pooled["p_value"],
+                "method": POOLED_METHOD,
+            },  # fmt: skip
             "difference": _interval([a - sum(b) / len(b) for a, b in zip(finals, base)]),
         }
     return out
@@ -140,8 +145,12 @@ def study_results(study, results: Mapping, initial_scores: Sequence[float], sele
         "study": study.name,
         "claim": study.claim,
         "baseline": study.baseline,
-        "budget": {"unit": study.budget.unit, "amount": study.budget.amount, "tolerance": study.budget.tolerance,
-                   "description": study.budget.describe()},  # fmt: skip
+        "budget": {
+            "unit": study.budget.unit,
+            "amount": study.budget.amount,
+            "tolerance": study.budget.tolerance,
+            "description": study.budget.describe(),
+        },  # fmt: skip
         "selection_set": {"path": study.selection_set, "n_problems": selection_n},
         "final_set": {"path": study.final_set, "n_problems": len(initial)},
         "initial_scores": initial,
@@ -197,6 +206,8 @@ def _check_structure(payload: Mapping) -> None:
     for name, arm in arms.items():
         where = f"arm {name!r}"
         seeds = _require(arm, "seeds", list, where)
+        if not seeds:
+            raise ResultsError(f"{where}: no runs")
         runs = _require(arm, "runs", dict, where)
         if sorted(runs, key=int) != [str(s) for s in sorted(seeds)]:
             raise ResultsError(f"{where}: runs {sorted(runs)} do not match seeds {seeds}")
@@ -211,7 +222,9 @@ def _check_structure(payload: Mapping) -> None:
             if len(scores) != n:
                 raise ResultsError(f"{w}: {len(scores)} final-set scores, the final set has {n} problems")
             if abs(run["budget_spent"] - budget_obj.amount) > budget_obj.tolerance * budget_obj.amount + 1e-9:
-                raise ResultsError(f"{w}: spent {run['budget_spent']} {UNITS[budget_obj.unit]}, not {budget_obj.amount}")
+                raise ResultsError(
+                    f"{w}: spent {run['budget_spent']} {UNITS[budget_obj.unit]}, not {budget_obj.amount}"
+                )
             for point in _require(run, "curve", list, w):
                 for key in ("step", "prompts", "wall_s", "accuracy"):
                     _require(point, key, float, f"{w} curve")
