@@ -1,5 +1,6 @@
 """ACE through verl's real trainer on CPU: v1 + DAPO and v1 + GRPO with α = 0 (2 steps each), legacy + GRPO (4 steps,
-and with FRONTIER_E2E_RESUME_ALL=1 steps 3-4 again from its step-2 checkpoint in a resumed launch).
+and with FRONTIER_E2E_RESUME_ALL=1 steps 3-4 again from its step-2 checkpoint in a resumed launch); with
+FRONTIER_E2E_RESUME_ALL=1 also v1 + GRPO, 4 steps and the same resumed launch.
 
 The rewards come from ace_mixed_reward.py (pseudo-random 0/1), so that groups are mixed on the small world.
 
@@ -129,6 +130,27 @@ def test_ace_grpo_legacy_trainer_and_resumed(small_world, tmp_path, shared_ray):
     )  # fmt: skip
     assert_resumed_like_straight(run, resumed, [3, 4])
     for step in (3, 4):  # the same rows (the legacy trainer may order a step's rows differently)
+        torch.testing.assert_close(
+            _sorted_rows(resumed_dumps[step]["advantages"]),
+            _sorted_rows(dumps[step]["advantages"]),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+
+
+@pytest.mark.skipif(not RESUME_ALL, reason="opt-in resume check: FRONTIER_E2E_RESUME_ALL=1")
+def test_ace_grpo_v1_trainer_resumed(small_world, tmp_path, shared_ray):
+    """v1 trainer, 4 steps with a checkpoint at step 2; a second launch resumed from it logs the same steps 3-4 and
+    trains on the same advantages."""
+    run, dumps = _run("ace_grpo", "ace_grpo_tiny", tmp_path, small_world, shared_ray, save_at(2), steps=(1, 2, 3, 4))
+    _check_ace_active(run.steps(), dumps)
+    for step in (3, 4):
+        _check_step(run.steps()[step], dumps[step], alpha=1.0)
+    resumed, resumed_dumps = _run(
+        "ace_grpo", "ace_grpo_tiny", tmp_path / "resumed", small_world, shared_ray, resume_from(run, 2), steps=(3, 4)
+    )
+    assert_resumed_like_straight(run, resumed, [3, 4])
+    for step in (3, 4):
         torch.testing.assert_close(
             _sorted_rows(resumed_dumps[step]["advantages"]),
             _sorted_rows(dumps[step]["advantages"]),

@@ -1,13 +1,15 @@
 """Distilling the Essence through verl's real trainer on CPU (2 steps per run): the replay agent loop feeds
 teacher-written sequences, verl's teacher server scores them, and the actor's ``essence_kd_topk`` loss logs
-what it trained on. A registration / config-key / worker-hook mistake fails here."""
+what it trained on. A registration / config-key / worker-hook mistake fails here. With FRONTIER_E2E_RESUME_ALL=1
+each run (v1 and legacy) trains 4 steps with a checkpoint at step 2, and a second launch resumed from that
+checkpoint must log the same steps 3-4 (replayed rows, nothing sampled)."""
 
 from __future__ import annotations
 
 import math
 
 import pytest
-from verl_runner import assert_trained, run_recipe
+from verl_runner import RESUME_ALL, assert_resumed_like_straight, assert_trained, resume_from, run_recipe, save_at
 
 pytestmark = pytest.mark.e2e
 
@@ -43,15 +45,19 @@ def _overrides(data, *extra):
     ]
 
 
-def test_essence_cot_only_half_length_v1(small_world, essence_data, tmp_path, shared_ray):
+def test_essence_cot_only_half_length_v1_and_resumes(small_world, essence_data, tmp_path, shared_ray):
     overrides = _overrides(
         essence_data,
         "actor_rollout_ref.essence.segments=[cot]",
         "actor_rollout_ref.essence.truncate_ratio=0.5",
         "actor_rollout_ref.essence.ce_weight=0.3",
     )
-    run = run_recipe("essence", "essence_tiny", tmp_path, small_world, overrides, ray=shared_ray)
-    assert_trained(run, [1, 2])
+    steps = [1, 2, 3, 4] if RESUME_ALL else [1, 2]
+    run = run_recipe(
+        "essence", "essence_tiny", tmp_path, small_world, [*overrides, *(save_at(2) if RESUME_ALL else [])],
+        steps=max(steps), ray=shared_ray,
+    )  # fmt: skip
+    assert_trained(run, steps)
     for data in run.steps().values():
         assert data["actor/essence/ce_weight"] == pytest.approx(0.3)  # the worker read actor_rollout_ref.essence
         assert data["critic/score/mean"] == 1.0  # the replayed rows' teacher_score (verl skipped its reward loop)
@@ -60,19 +66,37 @@ def test_essence_cot_only_half_length_v1(small_world, essence_data, tmp_path, sh
         assert data["response_length/mean"] < 0.75 * essence_data_full_response_tokens(essence_data)
         assert math.isfinite(data["actor/distillation/loss"]) and data["actor/essence/forward_kl"] >= 0
         assert data["actor/essence/ce"] > 0
+    if not RESUME_ALL:
+        return
+    resumed = run_recipe(
+        "essence", "essence_tiny", tmp_path / "resumed", small_world, [*overrides, *resume_from(run, 2)], steps=4,
+        ray=shared_ray,
+    )  # fmt: skip
+    assert_resumed_like_straight(run, resumed, [3, 4])
 
 
-def test_essence_full_sequence_legacy(small_world, essence_data, tmp_path, shared_ray):
+def test_essence_full_sequence_legacy_and_resumes(small_world, essence_data, tmp_path, shared_ray):
     overrides = _overrides(
         essence_data,
         "trainer.use_v1=false",
         "actor_rollout_ref.essence.segments=[prompt,cot,answer]",
         "actor_rollout_ref.essence.truncate_ratio=1.0",
     )
-    run = run_recipe("essence", "essence_tiny", tmp_path, small_world, overrides, ray=shared_ray)
-    assert_trained(run, [1, 2])
+    steps = [1, 2, 3, 4] if RESUME_ALL else [1, 2]
+    run = run_recipe(
+        "essence", "essence_tiny", tmp_path, small_world, [*overrides, *(save_at(2) if RESUME_ALL else [])],
+        steps=max(steps), ray=shared_ray,
+    )  # fmt: skip
+    assert_trained(run, steps)
     for data in run.steps().values():
         assert data["actor/essence/ce_weight"] == pytest.approx(0.5)
         # every token of every sequence is trained: the prompt moved into the response (one prompt token left)
         assert data["actor/essence/trained_tokens"] == pytest.approx(data["response_length/mean"] * BATCH)
         assert data["prompt_length/mean"] == 1.0
+    if not RESUME_ALL:
+        return
+    resumed = run_recipe(
+        "essence", "essence_tiny", tmp_path / "resumed", small_world, [*overrides, *resume_from(run, 2)], steps=4,
+        ray=shared_ray,
+    )  # fmt: skip
+    assert_resumed_like_straight(run, resumed, [3, 4])

@@ -1,12 +1,14 @@
 """kd_uniform's tiny recipe through verl's real trainer on CPU (2 steps): teacher-written responses replayed by
-``teacher_replay``, scored by verl's teacher server, trained with verl's built-in ``forward_kl_topk``."""
+``teacher_replay``, scored by verl's teacher server, trained with verl's built-in ``forward_kl_topk``. With
+FRONTIER_E2E_RESUME_ALL=1: 4 steps with a checkpoint at step 2, then a second launch resumed from that checkpoint
+must log the same steps 3-4 (nothing is sampled: the replayed rows and the teacher's scores are deterministic)."""
 
 from __future__ import annotations
 
 import math
 
 import pytest
-from verl_runner import assert_trained, run_recipe
+from verl_runner import RESUME_ALL, assert_resumed_like_straight, assert_trained, resume_from, run_recipe, save_at
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +28,7 @@ def kd_data(small_world, tmp_path_factory):
     return out / "train.parquet"
 
 
-def test_kd_uniform_tiny_trains_on_whole_teacher_responses(small_world, kd_data, tmp_path, shared_ray):
+def test_kd_uniform_tiny_trains_on_whole_teacher_responses_and_resumes(small_world, kd_data, tmp_path, shared_ray):
     import pandas as pd
 
     overrides = [
@@ -38,8 +40,12 @@ def test_kd_uniform_tiny_trains_on_whole_teacher_responses(small_world, kd_data,
         "actor_rollout_ref.actor.optim.lr_warmup_steps=1",
         "data.val_max_samples=16",
     ]
-    run = run_recipe("kd_uniform", "kd_uniform_tiny", tmp_path, small_world, overrides, ray=shared_ray)
-    assert_trained(run, [1, 2])
+    steps = [1, 2, 3, 4] if RESUME_ALL else [1, 2]
+    run = run_recipe(
+        "kd_uniform", "kd_uniform_tiny", tmp_path, small_world, [*overrides, *(save_at(2) if RESUME_ALL else [])],
+        steps=max(steps), ray=shared_ray,
+    )  # fmt: skip
+    assert_trained(run, steps)
     rows = pd.read_parquet(kd_data)
     # char-level tokenizer: a replayed response is the reference text + end of sequence
     lengths = rows["extra_info"].map(lambda e: len(e["teacher_response"]) + 1)
@@ -50,3 +56,10 @@ def test_kd_uniform_tiny_trains_on_whole_teacher_responses(small_world, kd_data,
         assert data["critic/score/mean"] == 1.0  # replayed rows carry the teacher's score
         loss = data["actor/distillation/loss"]
         assert math.isfinite(loss) and loss >= 0  # exact forward KL (top-k = vocabulary) is non-negative
+    if not RESUME_ALL:
+        return
+    resumed = run_recipe(
+        "kd_uniform", "kd_uniform_tiny", tmp_path / "resumed", small_world, [*overrides, *resume_from(run, 2)],
+        steps=4, ray=shared_ray,
+    )  # fmt: skip
+    assert_resumed_like_straight(run, resumed, [3, 4])

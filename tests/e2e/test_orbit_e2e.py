@@ -2,12 +2,22 @@
 against the hf rollout server, 2 GRPO steps on the v1 trainer and on the legacy one, validation at step 2.
 Asserts on ORBIT's own metrics: per-episode success rates reach verl's validation metrics through
 AgentLoopOutput.extra_fields["reward_extra_info"] (val-aux/orbit/guess_number/<key>/mean@1), and the
-trial reward (number of successful episodes) is verl's critic/score."""
+trial reward (number of successful episodes) is verl's critic/score.
+
+Resume check (with FRONTIER_E2E_RESUME_ALL=1): 4 v1 steps with a checkpoint at step 2, then a second launch resumed
+from it must log the same steps 3-4. Every tiny-world trial starts from the same prompt, and the rollout server
+derives a request's sampling seed from (training step, prompt, occurrence of that prompt in the step): which trial
+gets which sample stream follows the order in which the requests arrive. That order is not reproducible, so this
+check trains on one task seed per step (``train_batch_size=1``): the step's ``rollout.n`` trials then play the same
+secret, a trial's next request depends only on its own history, and the set of trajectories the step produces is the
+same whatever the arrival order (only their row order may differ). Every logged training metric is an aggregate
+over the rows, so all of them are compared. No validation runs: its requests (the same first prompt) would count as
+occurrences in the step after the checkpoint of the straight run only."""
 
 from __future__ import annotations
 
 import pytest
-from verl_runner import run_recipe
+from verl_runner import RESUME_ALL, assert_resumed_like_straight, assert_trained, resume_from, run_recipe, save_at
 
 pytestmark = pytest.mark.e2e
 
@@ -53,3 +63,26 @@ def test_orbit_tiny_v1(orbit_world, tmp_path, shared_ray):
 def test_orbit_tiny_legacy(orbit_world, tmp_path, shared_ray):
     overrides = [*OVERRIDES, "trainer.use_v1=false"]
     _check(run_recipe("orbit", "orbit_tiny", tmp_path, orbit_world, overrides, steps=2, ray=shared_ray))
+
+
+@pytest.mark.skipif(not RESUME_ALL, reason="opt-in resume check: FRONTIER_E2E_RESUME_ALL=1")
+def test_orbit_tiny_v1_resumed(orbit_world, tmp_path, shared_ray):
+    # one task seed per step (see the module docstring): the step's trials form one GRPO group
+    overrides = [
+        "data.train_batch_size=1",
+        "actor_rollout_ref.actor.ppo_mini_batch_size=1",
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4",
+        "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=4",
+        "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=4",
+    ]
+    run = run_recipe(
+        "orbit", "orbit_tiny", tmp_path, orbit_world, [*overrides, *save_at(2)], steps=4, ray=shared_ray
+    )  # fmt: skip
+    assert_trained(run, [1, 2, 3, 4])
+    for step in (1, 2, 3, 4):
+        assert 0.0 <= run.steps()[step]["critic/score/mean"] <= 3.0
+    resumed = run_recipe(
+        "orbit", "orbit_tiny", tmp_path / "resumed", orbit_world, [*overrides, *resume_from(run, 2)], steps=4,
+        ray=shared_ray,
+    )  # fmt: skip
+    assert_resumed_like_straight(run, resumed, [3, 4])

@@ -1,5 +1,6 @@
 """Paced through verl's real trainer on CPU (2 steps per run; the two-stage v1 run: 4 steps, then steps 3-4 again
-from its step-2 checkpoint), asserting on Paced's own logged metrics.
+from its step-2 checkpoint; with FRONTIER_E2E_RESUME_ALL=1 the legacy forward-KL run too), asserting on Paced's own
+logged metrics.
 
 A registration or config-key mistake (estimator not found, loss mode unknown in a worker, the weight not
 reaching the actor's micro-batch, the stage not switching) fails here even when every unit test passes.
@@ -68,11 +69,17 @@ def test_paced_two_stage_v1_switches_divergence_and_resumes(small_world, tmp_pat
     assert_resumed_like_straight(run, resumed, [3, 4])
 
 
-def test_paced_forward_kl_legacy_trainer(small_world, tmp_path, shared_ray):
+def test_paced_forward_kl_legacy_trainer_and_resumes(small_world, tmp_path, shared_ray):
+    """With FRONTIER_E2E_RESUME_ALL=1: 4 steps with a checkpoint at step 2, and a second launch resumed from it logs
+    the same steps 3-4."""
     # micro-batches of one group (4 rows), so a trimmed mini-batch still splits into micro-batches
     overrides = ["trainer.use_v1=false", "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4"]
-    run = run_recipe("paced_distill", "paced_distill_tiny", tmp_path, small_world, overrides, ray=shared_ray)
-    assert_trained(run, [1, 2])
+    steps = [1, 2, 3, 4] if RESUME_ALL else [1, 2]
+    run = run_recipe(
+        "paced_distill", "paced_distill_tiny", tmp_path, small_world, [*overrides, *(save_at(2) if RESUME_ALL else [])],
+        steps=max(steps), ray=shared_ray,
+    )  # fmt: skip
+    assert_trained(run, steps)
     for data in run.steps().values():
         _assert_weights_logged(data)
         assert data["paced/stage"] == 1 and "actor/paced/loss_forward_kl" in data
@@ -84,6 +91,13 @@ def test_paced_forward_kl_legacy_trainer(small_world, tmp_path, shared_ray):
         assert data["paced/backward_samples"] == round(64 * (1 - expected_drop))
         assert data["actor/paced/actor_samples"] == data["paced/backward_samples"]
         assert data["actor/paced/actor_teacher_skipped_samples"] <= data["actor/paced/actor_zero_weight_samples"]
+    if not RESUME_ALL:
+        return
+    resumed = run_recipe(
+        "paced_distill", "paced_distill_tiny", tmp_path / "resumed", small_world, [*overrides, *resume_from(run, 2)],
+        steps=4, ray=shared_ray,
+    )  # fmt: skip
+    assert_resumed_like_straight(run, resumed, [3, 4])
 
 
 def test_paced_keep_zero_weight_legacy_trainer(small_world, tmp_path, shared_ray):
