@@ -16,10 +16,10 @@ TORCH_VERSION ?= 2.13.0
 TORCH_PIP_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv test test-fast demo lint format world bench reproduce reproduce-paced reproduce-ace reproduce-opsdc reproduce-slm reproduce-essence reproduce-orbit reproduce-kd-uniform reproduce-grpo clean-venv
+.PHONY: help venv test test-fast test-resume demo lint format world bench reproduce reproduce-paced reproduce-ace reproduce-opsdc reproduce-slm reproduce-essence reproduce-orbit reproduce-kd-uniform reproduce-grpo clean-venv
 
 help:
-	@echo "targets: venv test test-fast demo lint format world bench reproduce"
+	@echo "targets: venv test test-fast test-resume demo lint format world bench reproduce"
 
 venv: $(STAMP)
 
@@ -34,6 +34,10 @@ test: venv
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not e2e" $(PYTEST_ARGS)
+
+# every method's resume check (4 straight steps vs 2 + resume + 2); CI runs only OPSDC's and ASGLD's
+test-resume: venv
+	FRONTIER_E2E_RESUME_ALL=1 $(PY) -m pytest -q -m e2e -k resume $(PYTEST_ARGS)
 
 demo: venv
 	$(PY) -m verl_frontier.demo
