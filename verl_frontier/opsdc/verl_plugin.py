@@ -143,11 +143,6 @@ def compute_opsdc_advantage(token_level_rewards, response_mask, index=None, conf
     return zeros, zeros
 
 
-def _register_estimator(core_algos) -> None:
-    if ESTIMATOR_NAME not in core_algos.ADV_ESTIMATOR_REGISTRY:
-        core_algos.register_adv_est(ESTIMATOR_NAME)(compute_opsdc_advantage)
-
-
 # ---------------------------------------------------------------------------------------------------------
 # actor worker: teacher state, loss, sync
 # ---------------------------------------------------------------------------------------------------------
@@ -446,16 +441,19 @@ def _hook_workers(module) -> None:
     cls.init_model, cls.update_actor = init_model, update_actor
 
 
-def _install() -> None:
+def _register() -> None:
+    from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, register_adv_est
+
     from verl_frontier.verl_patches import verl_supported
     from verl_frontier_hooks import when_imported
 
-    when_imported("verl.trainer.ppo.core_algos", _register_estimator)
+    if ADV_ESTIMATOR_REGISTRY.get(ESTIMATOR_NAME) is not compute_opsdc_advantage:  # re-imports are no-ops
+        register_adv_est(ESTIMATOR_NAME)(compute_opsdc_advantage)
     if not verl_supported("opsdc"):
         return
     when_imported("verl.workers.engine_workers", _hook_workers)
     method_state.register_worker_state("opsdc", lambda worker: getattr(worker, "_opsdc_state", None))
 
 
-_install()
+_register()
 driver_hooks.install()
