@@ -1,9 +1,10 @@
 """The few changes verl 0.9.1 still needs to run on the CPU platform.
 
 Each patch names the verl function it changes and why; each is applied lazily (when verl imports the target
-module, see ``verl_frontier_hooks``) and only when the CPU platform is selected. They are pinned to the verl
-versions we tested: on any other version ``apply_cpu_patches`` refuses with a clear message instead of
-patching blindly. Each is a 1-3 line upstream fix.
+module, see ``verl_frontier_hooks``; at once for a module already imported, such as ``warnings``) and only
+when the CPU platform is selected. They are pinned to the verl versions we tested: on any other version
+``apply_cpu_patches`` refuses with a clear message instead of patching blindly. Patches 1-5 are 1-3 line
+upstream fixes; 6 and 7 keep the console readable.
 """
 
 import logging
@@ -107,6 +108,68 @@ def _patch_replay_buffer_poll(module) -> None:
     wrap_once(module.ReplayBuffer, "__init__", make, marker=PATCH_MARKER)
 
 
+# 6. verl.workers.engine warns at import, in every worker, that each optional engine (megatron, mindspeed,
+#    torchtitan, veomni, automodel) is not installed. The CPU platform runs FSDP2 only, so the warnings say
+#    nothing a user can act on. Only those warnings are ignored (the `warnings` filter list is changed at once,
+#    before verl imports its engines); any other warning still shows.
+OPTIONAL_ENGINES = ("megatron", "mindspeed", "torchtitan", "veomni", "automodel")
+
+
+def _ignore_optional_engine_warnings(module) -> None:
+    module.filterwarnings(
+        "ignore",
+        message=rf"({'|'.join(OPTIONAL_ENGINES)}) engine is not available",
+        category=UserWarning,
+        module=r"verl\.workers\.engine$",
+    )
+
+
+# 7. verl.utils.tracking.Tracking prints every step's full metric dict (~100 values) on the console when
+#    trainer.logger has `console`. With the `file` logger as well (VERL_FILE_LOGGER_PATH), every value is
+#    already in that JSONL file, so the console gets one short line per step: the step, the file, a few
+#    headline values. VERL_CPU_CONSOLE_METRICS=full keeps verl's full lines.
+CONSOLE_HEADLINE_KEYS = ("actor/distillation/loss", "actor/pg_loss", "critic/score/mean", "timing_s/step")
+
+
+def headline_metrics(data: dict) -> dict:
+    """The values a brief console line shows: greedy validation accuracy (``val-core/.../acc/mean@1``) and
+    ``CONSOLE_HEADLINE_KEYS``, those present, in that order."""
+    keys = [k for k in data if k.startswith("val-core/") and k.endswith("/acc/mean@1")]
+    keys += [k for k in CONSOLE_HEADLINE_KEYS if k in data]
+    return {k: data[k] for k in keys if isinstance(data[k], (int, float))}
+
+
+class BriefConsoleLogger:
+    """verl console backend: ``step:N - <count> metrics in <file> - <headline values>``."""
+
+    def __init__(self, file_path: str):
+        self.file_path = file_path
+
+    def log(self, data, step):
+        parts = [f"step:{step}", f"{len(data)} metrics in {self.file_path}"]
+        parts += [f"{k}:{v:.4g}" for k, v in headline_metrics(data).items()]
+        print(" - ".join(parts), flush=True)
+
+    def flush(self):
+        pass
+
+
+def _brief_console_metrics(module) -> None:
+    def make(original):
+        def __init__(self, *args, **kwargs):
+            original(self, *args, **kwargs)
+            loggers = getattr(self, "logger", {})
+            if os.environ.get("VERL_CPU_CONSOLE_METRICS", "brief") == "full":
+                return
+            if "console" in loggers and "file" in loggers:
+                path = os.path.abspath(getattr(loggers["file"], "filepath", "") or "the file logger")
+                self.console_logger = loggers["console"] = BriefConsoleLogger(path)
+
+        return __init__
+
+    wrap_once(module.Tracking, "__init__", make, marker=PATCH_MARKER)
+
+
 CPU_PATCHES = (
     Patch(
         "verl.utils.distributed",
@@ -134,6 +197,18 @@ CPU_PATCHES = (
         "ReplayBuffer.__init__",
         "poll TransferQueue every 50 ms, not 2 s",
         _patch_replay_buffer_poll,
+    ),
+    Patch(
+        "warnings",  # already imported: the filter is in place before verl.workers.engine is imported
+        "verl.workers.engine: '<engine> engine is not available' UserWarnings",
+        "no warning per worker about optional engines the CPU platform never uses",
+        _ignore_optional_engine_warnings,
+    ),
+    Patch(
+        "verl.utils.tracking",
+        "Tracking.__init__",
+        "one short console line per step when the file logger has every metric",
+        _brief_console_metrics,
     ),
 )
 

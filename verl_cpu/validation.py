@@ -133,6 +133,9 @@ def prepare_cpu_driver(config) -> None:
         raise RuntimeError("verl_cpu plugin failed to load: " + "; ".join(plugin.PLUGIN_ERRORS))
     _run_driver_checks(config)
     check_cpu_config(config)
+    from verl_cpu.config_hooks import resolve_runtime_env
+
+    resolve_runtime_env(config)  # the platform config's thread counts are interpolations
     os.environ["VERL_PLATFORM"] = PLATFORM_NAME
     from verl.plugin.platform import platform_manager
 

@@ -2,8 +2,10 @@
 
 1. builds the tiny world if needed (`frontier world build`, cached) and the teacher's responses to 6,000
    training prompts (`kd_concise/`, written once);
-2. runs three recipes with `python -m verl.trainer.main_ppo ... +platform=cpu` (verl's own console progress;
-   metrics also to a JSONL file), same seed, saving each final checkpoint:
+2. runs three recipes with `python -m verl.trainer.main_ppo ... +platform=cpu`, same seed, saving each final
+   checkpoint; the console shows one line per step (run i/N, step k/K, held-out accuracy so far, ETA), read
+   from the run's metrics JSONL as verl writes it, and verl's full output goes to `<out>/<recipe>/train.log`
+   (the paths are printed first):
    uniform on-policy distillation (`paced_distill_tiny` with alpha = beta = 0, i.e. w = 1: verl's forward KL
    on the student's samples) and Paced two-stage (`paced_two_stage_tiny`: pass-rate-weighted forward KL, then
    reverse KL), ``--steps`` each; uniform distillation on the teacher's responses (`kd_uniform_tiny`: verl's
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from verl_frontier.arguments import POSITIVE_INT, ArgumentParser, output_dir, savefig_atomic
 from verl_frontier.studies import Arm, final_checkpoint, machine_lock, run_arm, write_json_atomic
+from verl_frontier.studies.progress import RunProgress, follow_metrics, format_duration
 from verl_frontier.tinyworld.paths import repo_root, world_dir
 
 #: (label, recipe folder, config name, overrides, which step count: "steps" or "kd_steps")
@@ -89,11 +92,20 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     curves, models = {}, [("student (base)", world / "student")]
-    for label, recipe, config_name, run_overrides, steps_option in RUNS:
+    print("verl's full output of each run (all its metrics: metrics.jsonl beside it); here, one line per step:")
+    for label, recipe, *_ in RUNS:
+        print(f"  {label}: {out / recipe / 'train.log'}")
+    for index, (label, recipe, config_name, run_overrides, steps_option) in enumerate(RUNS, 1):
         steps = getattr(args, steps_option)
         run_dir = out / recipe
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # only this run's records are followed
+        print(f"run {index}/{len(RUNS)} {label}: starting verl, {steps} steps ({run_dir / 'train.log'})", flush=True)
         arm = Arm(recipe, recipe, config_name, [*run_overrides, *overrides])
-        run = run_arm(arm, 0, run_dir, steps, args.test_freq, world, save_final=True, console=True)
+        progress = RunProgress(index, len(RUNS), label, steps)
+        with follow_metrics(run_dir / "metrics.jsonl", progress):
+            run = run_arm(arm, 0, run_dir, steps, args.test_freq, world, save_final=True)
+        print(f"run {index}/{len(RUNS)} {label}: done in {format_duration(run['wall_s'])}", flush=True)
         curves[label] = run["metrics"]
         models.append((f"student + {label} ({steps} steps)", final_checkpoint(run_dir, steps)))
     models.append(("teacher", world / "teacher"))

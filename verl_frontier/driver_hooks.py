@@ -12,6 +12,8 @@ by wrapping (lazily, verl 0.9.1 only) two trainer methods on the driver:
 * :func:`log_step_metrics` -- metrics an estimator records while it runs; they are merged into the step's
   metrics dict (v1: the ``metrics`` argument of ``_compute_advantage``; legacy: the actor output's
   ``meta_info["metrics"]`` returned by ``_update_actor``), so they reach every configured logger.
+* :func:`log_metrics_for_step` -- the same for metrics recorded earlier in a step, tagged with the step they
+  belong to (GKD's row assignment, when the rollouts are dispatched); merged at the same two places.
 
 Both are process-local: they are only meaningful in the driver (TaskRunner) process, which is where
 verl runs advantage estimators.
@@ -27,6 +29,7 @@ logger = logging.getLogger("verl_frontier")
 _lock = threading.Lock()
 _pending_metrics: dict[str, float] = {}
 _step: list[int | None] = [None]
+_step_metrics: dict[int, dict[str, float]] = {}
 
 
 def current_step() -> int | None:
@@ -48,6 +51,25 @@ def pop_step_metrics() -> dict[str, float]:
     with _lock:
         out = dict(_pending_metrics)
         _pending_metrics.clear()
+    return out
+
+
+def log_metrics_for_step(step: int, metrics: dict[str, float]) -> None:
+    """Queue metrics for training step ``step``, recorded before that step's merge point (e.g. when its rollouts
+    are dispatched: the v1 trainer's advantage hook drops untagged metrics queued before it); merged into that
+    step's record only."""
+    with _lock:
+        _step_metrics.setdefault(int(step), {}).update({key: float(value) for key, value in metrics.items()})
+
+
+def pop_metrics_for_step(step: int | None) -> dict[str, float]:
+    """The metrics queued for ``step`` by :func:`log_metrics_for_step`; entries of earlier steps are dropped."""
+    if step is None:
+        return {}
+    with _lock:
+        out = _step_metrics.pop(int(step), {})
+        for stale in [s for s in _step_metrics if s < int(step)]:
+            del _step_metrics[stale]
     return out
 
 
@@ -74,6 +96,7 @@ def _hook_legacy(module) -> None:
         def _update_actor(self, batch):
             output = original(self, batch)
             extra = pop_step_metrics()
+            extra.update(pop_metrics_for_step(getattr(self, "global_steps", None)))
             if extra:
                 output.meta_info.setdefault("metrics", {}).update(extra)
             return output
@@ -93,6 +116,7 @@ def _hook_v1(module) -> None:
             pop_step_metrics()  # nothing from an earlier, unfinished step leaks into this one
             out = original(self, batch, metrics=metrics)
             metrics.update(pop_step_metrics())
+            metrics.update(pop_metrics_for_step(getattr(self, "global_steps", None)))
             return out
 
         return _compute_advantage

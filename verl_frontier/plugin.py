@@ -33,6 +33,7 @@ METHOD_PLUGINS: tuple[str, ...] = (
     "verl_frontier.orbit.verl_plugin",
     "verl_frontier.asgld.verl_plugin",
     "verl_frontier.essence.verl_plugin",
+    "verl_frontier.gkd.verl_plugin",
 )
 
 #: module name (or "validation_hook") -> one-line error message, for whatever failed on load.

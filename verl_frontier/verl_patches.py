@@ -111,6 +111,14 @@ PATCHES: tuple[VerlPatch, ...] = (
               "clear distillation_only so the engine computes the CE term's log-probs; outside OPSDC's wrap, so "
               "OPSDC's flags win when both are on",
               "verl_frontier.essence.verl_plugin:_hook_workers"),
+    VerlPatch(_LOOP, "AgentLoopManager.generate_sequences", "gkd",
+              "assign each training row on-policy or teacher replay (GKD lambda, cold start) and log the share "
+              "(legacy; driver)",
+              "verl_frontier.gkd.verl_plugin:_hook_agent_loop"),
+    VerlPatch("verl.trainer.ppo.v1.agent_loop_tq", "AgentLoopManagerTQ.generate_sequences", "gkd",
+              "assign each training row on-policy or teacher replay (GKD lambda, cold start) and log the share "
+              "(v1; driver)",
+              "verl_frontier.gkd.verl_plugin:_hook_agent_loop_tq"),
     VerlPatch(_RT, "RayPPOTrainer._save_checkpoint", "method_state",
               "save the methods' driver state next to verl's checkpoint (legacy)",
               "verl_frontier.method_state:_wrap_trainer"),

@@ -260,6 +260,9 @@ def run_arm(
     if console:
         print("$ " + " ".join(cmd), flush=True)
     with machine_lock(), open(out / "train.log", "w") as log:
+        if not console:
+            log.write("$ " + " ".join(cmd) + "\n")
+            log.flush()
         start = time.perf_counter()
         sink = {} if console else {"stdout": log, "stderr": subprocess.STDOUT}
         proc = subprocess.run(cmd, env=env, cwd=out, **sink)
