@@ -66,9 +66,11 @@ def test_orbit_tiny_legacy(orbit_world, tmp_path, shared_ray):
 
 
 @pytest.mark.skipif(not RESUME_ALL, reason="opt-in resume check: FRONTIER_E2E_RESUME_ALL=1")
-def test_orbit_tiny_v1_resumed(orbit_world, tmp_path, shared_ray):
+@pytest.mark.parametrize("use_v1", [True, False], ids=["v1", "legacy"])
+def test_orbit_tiny_resumed(orbit_world, tmp_path, shared_ray, use_v1):
     # one task seed per step (see the module docstring): the step's trials form one GRPO group
     overrides = [
+        f"trainer.use_v1={str(use_v1).lower()}",
         "data.train_batch_size=1",
         "actor_rollout_ref.actor.ppo_mini_batch_size=1",
         "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4",
