@@ -177,10 +177,33 @@ def test_main_ppo_rejects_bad_cpu_setting_before_ray(small_world_dir, repo_root)
     proc = subprocess.run(
         cmd, capture_output=True, text=True, timeout=300, env={**_env(), "FRONTIER_WORLD_DIR": str(small_world_dir)}
     )
-    assert proc.returncode != 0
-    assert "actor_rollout_ref.rollout.tensor_model_parallel_size=2" in proc.stderr + proc.stdout
-    assert "CPUConfigError" in proc.stderr + proc.stdout
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "actor_rollout_ref.rollout.tensor_model_parallel_size=2" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout  # one line per problem, not Hydra's traceback
     assert "ray init kwargs" not in proc.stdout  # verl prints this right before ray.init
+
+
+@pytest.mark.parametrize(
+    "override, env, needle",
+    [
+        ("algorithm.adv_estimator=grop", {}, "algorithm.adv_estimator: 'grop' is not a registered"),
+        ("trainer.total_training_steps=2", {"FRONTIER_WORLD_DIR": "/nonexistent/world"}, "tiny world not found"),
+    ],
+)
+def test_main_ppo_exits_2_with_one_line_per_problem(small_world_dir, repo_root, override, env, needle):
+    """A frontier config error or a missing tiny world: one line naming the key on stderr, exit 2, no traceback."""
+    cmd = [
+        sys.executable, "-m", "verl.trainer.main_ppo",
+        "--config-path", str(repo_root / "recipes" / "grpo_baseline"), "--config-name", "grpo_baseline_tiny",
+        "+platform=cpu", override,
+    ]  # fmt: skip
+    environment = {**_env(), "FRONTIER_WORLD_DIR": str(small_world_dir), **env}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=environment)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if "config error: " in line]
+    assert len(errors) == 1 and needle in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "ray init kwargs" not in proc.stdout
 
 
 def _env():

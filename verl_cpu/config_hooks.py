@@ -12,11 +12,12 @@
 """
 
 import os
+import sys
 
 from omegaconf import OmegaConf
 
 from verl_cpu import PATCH_MARKER
-from verl_frontier_hooks import when_imported, wrap_once
+from verl_frontier_hooks import exit_for_config_error, when_imported, wrap_once
 
 RESOLVER = "verl_cpu_fake_gpus"
 CORES_RESOLVER = "verl_cpu_physical_cores"
@@ -68,7 +69,11 @@ def _wrap_auto_set_device(module) -> None:
             if trainer is not None and str(trainer.get("device", "")) == "cpu":
                 from verl_cpu.validation import prepare_cpu_driver
 
-                prepare_cpu_driver(config)
+                try:
+                    prepare_cpu_driver(config)
+                except Exception as exc:  # noqa: BLE001 - a config error exits 2 under verl's main_ppo
+                    exit_for_config_error(exc, sys._getframe(1).f_globals, "config error: ")
+                    raise
             return original(config, *args, **kwargs)
 
         return auto_set_device

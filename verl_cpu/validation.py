@@ -5,6 +5,7 @@ import os
 import torch
 
 from verl_cpu import PLATFORM_NAME, ROLLOUT_NAME
+from verl_frontier_hooks import REPORTED
 
 
 class CPUConfigError(ValueError):
@@ -122,7 +123,9 @@ def _run_driver_checks(config) -> None:
             errors = getattr(exc, "errors", None)
             if not errors or not cpu_config_problems(config):
                 raise
-            raise CPUConfigError(str(exc), errors) from None
+            combined = CPUConfigError(str(exc), errors)
+            setattr(combined, REPORTED, getattr(exc, REPORTED, False))  # its lines were printed already
+            raise combined from None
 
 
 def prepare_cpu_driver(config) -> None:

@@ -42,6 +42,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from verl_frontier.verl_patches import SUPPORTED_VERL_VERSION
+from verl_frontier_hooks import REPORTED, exit_for_config_error
 
 logger = logging.getLogger("verl_frontier")
 
@@ -832,11 +833,12 @@ def _cpu_driver_check(config: Any) -> None:
 def run_driver_validation(config: Any) -> None:
     """What verl's driver runs before ``ray.init``: pin the world paths, then every frontier check. On failure
     every problem is printed to stderr on its own line before :class:`FrontierConfigError` is raised."""
-    pin_driver_paths(config)
     try:
+        pin_driver_paths(config)
         validate_frontier_config(config)
     except FrontierConfigError as exc:
         print(report_lines(exc.errors, "frontier config error: "), file=sys.stderr, flush=True)
+        setattr(exc, REPORTED, True)
         raise
 
 
@@ -876,24 +878,34 @@ def pin_driver_paths(config) -> int:
     driver makes every process use the world the user selected. Returns how many values were pinned.
     """
     from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+    from omegaconf.errors import InterpolationResolutionError
 
-    pinned = 0
+    pinned, problems = 0, []
 
-    def visit(node) -> None:
+    def visit(node, path: str) -> None:
         nonlocal pinned
         keys = range(len(node)) if isinstance(node, ListConfig) else list(node.keys())
         for key in keys:
             child = node._get_node(key)
+            where = f"{path}.{key}" if path else str(key)
             if OmegaConf.is_interpolation(node, key):
                 raw = str(child._value())
                 if any(prefix in raw for prefix in DRIVER_RESOLVERS):
-                    node[key] = node[key]
+                    try:
+                        node[key] = node[key]
+                    except InterpolationResolutionError as exc:  # e.g. the tiny world is not built
+                        message = str(exc).split("\n")[0].split(" raised while resolving interpolation: ")[-1]
+                        if message not in {p.split(": ", 1)[1] for p in problems}:
+                            problems.append(f"{where}: {message}")
+                        continue
                     pinned += 1
             elif isinstance(child, (DictConfig, ListConfig)):
-                visit(child)
+                visit(child, where)
 
     with open_dict(config):
-        visit(config)
+        visit(config, "")
+    if problems:
+        raise FrontierConfigError("; ".join(problems), problems)
     return pinned
 
 
@@ -921,7 +933,11 @@ def install_validation_hook() -> bool:
         @functools.wraps(original)
         def wrapper(config, *args, **kwargs):
             if not _HOOK_STATE["disabled"]:
-                run_driver_validation(config)
+                try:
+                    run_driver_validation(config)
+                except FrontierConfigError as exc:  # printed already; exit 2 under verl's main_ppo
+                    exit_for_config_error(exc, sys._getframe(1).f_globals, "frontier config error: ")
+                    raise
             return original(config, *args, **kwargs)
 
         setattr(wrapper, _HOOK_MARKER, original)

@@ -82,3 +82,26 @@ def wrap_once(owner, name: str, make_wrapper: Callable, *, marker: str):
     setattr(wrapper, marker, True)
     setattr(owner, name, wrapper)
     return wrapper
+
+
+#: module names of verl's command-line entry points (``python -m verl.trainer.main_ppo`` runs as ``__main__``)
+VERL_ENTRY_MODULES = frozenset({"__main__", "verl.trainer.main_ppo"})
+#: set on an exception whose lines were already printed, so that they are not printed twice
+REPORTED = "_frontier_reported"
+
+
+def exit_for_config_error(exc: BaseException, caller_globals: dict, prefix: str = "config error: ") -> None:
+    """Turn a config error raised under verl's own entry point into its lines on stderr and exit status 2.
+
+    ``exc`` is a config error with ``errors`` (one line each); ``caller_globals`` are the globals of the frame
+    that called the wrapped verl function. When that caller is verl's ``main_ppo`` (the user ran
+    ``python -m verl.trainer.main_ppo``), the lines are printed (unless already printed) and ``SystemExit(2)``
+    is raised: Hydra catches ``Exception`` and would print a traceback and exit 1, but lets ``SystemExit`` pass.
+    Any other caller (a test, ``frontier validate``) gets the exception itself: nothing happens here.
+    """
+    errors = getattr(exc, "errors", None)
+    if not errors or caller_globals.get("__name__") not in VERL_ENTRY_MODULES:
+        return
+    if not getattr(exc, REPORTED, False):
+        print("\n".join(prefix + line for line in errors), file=sys.stderr, flush=True)
+    raise SystemExit(2) from None
