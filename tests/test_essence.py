@@ -170,9 +170,8 @@ def test_full_vocab_loss_matches_slow_reference_and_gradient(lam):
 # ---------------------------------------------------------------------------------------------------------
 
 verl = pytest.importorskip("verl")
-from verl.trainer.distillation.losses import distillation_ppo_loss  # noqa: E402
 from verl.utils import tensordict_utils as tu  # noqa: E402
-from verl.workers.config import ActorConfig, DistillationLossConfig  # noqa: E402
+from verl_distillation import verl_distillation_loss  # noqa: E402
 
 from verl_frontier.essence import agent_loop as essence_loops  # noqa: E402
 from verl_frontier.essence import verl_plugin  # noqa: E402
@@ -214,24 +213,13 @@ def _micro_batch(seed=0):
 
 
 def _verl_loss(data, student_logits, input_ids, seq_offsets):
-    actor = ActorConfig(strategy="fsdp2", rollout_n=1, ppo_micro_batch_size_per_gpu=3, loss_agg_mode="token-mean")
-    loss_cfg = DistillationLossConfig(
-        loss_mode="essence_kd_topk",
-        topk=VOCAB,
-        use_task_rewards=False,
-        use_policy_gradient=False,
-        loss_max_clamp=None,
-        log_prob_min_clamp=None,
-    )
-    distill = SimpleNamespace(enabled=True, distillation_loss=loss_cfg)
-    outputs = distillation_ppo_loss(actor, distill, data=data, student_logits=student_logits.unsqueeze(0))
-    cu = data["input_ids"].offsets()
-    model_output = {k: torch.nested.nested_tensor_from_jagged(v.squeeze(0), cu) for k, v in outputs.items()}
     # the engine's log-probs of the next token (logits at t predict token t+1; rolled per packed stream)
     rolled = torch.roll(input_ids, shifts=-1)
     log_probs = torch.log_softmax(student_logits, -1).gather(1, rolled[:, None]).squeeze(1)
-    model_output["log_probs"] = torch.nested.nested_tensor_from_jagged(log_probs, cu)
-    return distillation_ppo_loss(actor, distill, model_output=model_output, data=data)
+    return verl_distillation_loss(
+        "essence_kd_topk", data, student_logits, topk=VOCAB, micro_batch=3, loss_agg_mode="token-mean",
+        log_probs=log_probs,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("lam", [0.5, 0.2])

@@ -4,8 +4,6 @@ verl's no-padding layout. Compared with slow references written here (explicit s
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
@@ -13,10 +11,9 @@ import torch
 pytest.importorskip("verl")
 
 from verl import DataProto  # noqa: E402
-from verl.trainer.distillation.losses import distillation_ppo_loss  # noqa: E402
 from verl.trainer.ppo.ray_trainer import compute_advantage  # noqa: E402
 from verl.utils import tensordict_utils as tu  # noqa: E402
-from verl.workers.config import ActorConfig, DistillationLossConfig  # noqa: E402
+from verl_distillation import verl_distillation_loss  # noqa: E402
 
 from verl_frontier import driver_hooks  # noqa: E402
 from verl_frontier.paced import verl_plugin  # noqa: E402
@@ -133,29 +130,10 @@ def _micro_batch(seed=0):
     return data, student_logits, teacher_logits, weights, prompt_lens, response_lens, offsets
 
 
-def _configs(loss_mode):
-    actor = ActorConfig(
-        strategy="fsdp2", rollout_n=1, ppo_micro_batch_size_per_gpu=3, loss_agg_mode="seq-mean-token-mean"
-    )
-    # the worker binds distillation_ppo_loss to its DistillationConfig; the loss reads only its
-    # `distillation_loss` (a real DistillationLossConfig, which validates the registered loss mode)
-    loss = DistillationLossConfig(
-        loss_mode=loss_mode,
-        topk=TOPK,
-        use_task_rewards=False,
-        use_policy_gradient=False,
-        loss_max_clamp=None,
-        log_prob_min_clamp=None,
-    )
-    return actor, SimpleNamespace(enabled=True, distillation_loss=loss)
-
-
 def _run_verl_loss(loss_mode, data, student_logits):
-    actor, distill = _configs(loss_mode)
-    outputs = distillation_ppo_loss(actor, distill, data=data, student_logits=student_logits.unsqueeze(0))
-    cu_seqlens = data["input_ids"].offsets()
-    model_output = {k: torch.nested.nested_tensor_from_jagged(v.squeeze(0), cu_seqlens) for k, v in outputs.items()}
-    return distillation_ppo_loss(actor, distill, model_output=model_output, data=data)
+    return verl_distillation_loss(
+        loss_mode, data, student_logits, topk=TOPK, micro_batch=3, loss_agg_mode="seq-mean-token-mean"
+    )
 
 
 def _reference_loss(kind, student_logits, teacher_logits, weights, prompt_lens, response_lens, offsets):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
@@ -352,24 +351,11 @@ def _negative_partial_kl_batch():
 
 def _loss_grad(loss_mode, data, logits):
     import torch
-    from verl.trainer.distillation.losses import distillation_ppo_loss
-    from verl.workers.config import ActorConfig, DistillationLossConfig
+    from verl_distillation import verl_distillation_loss
 
-    actor = ActorConfig(strategy="fsdp2", rollout_n=1, ppo_micro_batch_size_per_gpu=1,
-                        loss_agg_mode="seq-mean-token-mean")  # fmt: skip
-    loss_config = DistillationLossConfig(
-        loss_mode=loss_mode,
-        topk=2,
-        use_task_rewards=False,
-        use_policy_gradient=False,
-        loss_max_clamp=None,
-        log_prob_min_clamp=None,
+    loss, _ = verl_distillation_loss(
+        loss_mode, data, logits, topk=2, micro_batch=1, loss_agg_mode="seq-mean-token-mean"
     )
-    distill = SimpleNamespace(enabled=True, distillation_loss=loss_config)
-    outputs = distillation_ppo_loss(actor, distill, data=data, student_logits=logits.unsqueeze(0))
-    cu_seqlens = data["input_ids"].offsets()
-    model_output = {k: torch.nested.nested_tensor_from_jagged(v.squeeze(0), cu_seqlens) for k, v in outputs.items()}
-    loss, _ = distillation_ppo_loss(actor, distill, model_output=model_output, data=data)
     return loss, torch.autograd.grad(loss, logits, allow_unused=True)[0]
 
 

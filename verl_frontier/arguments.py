@@ -364,30 +364,44 @@ def one_line_typer_classes():
 
 
 @contextlib.contextmanager
-def atomic_dir(target: str | Path) -> Iterator[Path]:
-    """Yield a fresh directory next to ``target``; when the block succeeds its files are moved into ``target``
-    (created by a rename when it does not exist yet, else file by file with ``os.replace``); on error it is
-    removed and ``target`` is left as it was."""
+def _staging_dir(target: str | Path, suffix: str, finish: Callable[[Path, Path], Any]) -> Iterator[Path]:
+    """Yield a fresh directory next to ``target`` (named ``.<target name>.*<suffix>``); when the block succeeds,
+    ``finish(directory, target)`` puts its content in place; in any case the directory is removed if it is still
+    there, so that on error ``target`` is left as it was."""
     target = Path(target)
     parent = target.absolute().parent
     parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{target.name}.", suffix=".tmp"))
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{target.name}.", suffix=suffix))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700; keep the mode a plain mkdir would give
-        if not target.exists():
-            os.rename(tmp, target)
-            return
-        for item in tmp.iterdir():
-            dest = target / item.name
-            if dest.is_dir() and not item.is_dir():
-                raise IsADirectoryError(f"{dest} is a directory")
-            if item.is_dir() and dest.exists():
-                shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
-            os.replace(item, dest)
+        finish(tmp, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def atomic_dir(target: str | Path) -> contextlib.AbstractContextManager[Path]:
+    """Yield a fresh directory next to ``target``; when the block succeeds its files are moved into ``target``
+    (created by a rename when it does not exist yet, else file by file with ``os.replace``); on error it is
+    removed and ``target`` is left as it was."""
+    return _staging_dir(target, ".tmp", _merge_into)
+
+
+def _merge_into(src: Path, target: Path) -> None:
+    """Move ``src`` to ``target`` (a rename when ``target`` does not exist yet), else each entry of ``src`` over
+    the entry of the same name in ``target`` (a directory replaces a whole entry; a file never replaces a
+    directory)."""
+    if not target.exists():
+        os.rename(src, target)
+        return
+    for item in src.iterdir():
+        dest = target / item.name
+        if dest.is_dir() and not item.is_dir():
+            raise IsADirectoryError(f"{dest} is a directory")
+        if item.is_dir() and dest.exists():
+            shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
+        os.replace(item, dest)
 
 
 def _umask() -> int:
@@ -473,18 +487,7 @@ def replace_dir(src: str | Path, target: str | Path) -> Path:
     return target
 
 
-@contextlib.contextmanager
-def building_dir(target: str | Path) -> Iterator[Path]:
+def building_dir(target: str | Path) -> contextlib.AbstractContextManager[Path]:
     """Yield a fresh directory next to ``target``; when the block succeeds it replaces ``target`` as a whole
     (:func:`replace_dir`), on error it is removed and ``target`` is left as it was."""
-    target = Path(target)
-    parent = target.absolute().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{target.name}.", suffix=".partial"))
-    try:
-        yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())
-        replace_dir(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    return _staging_dir(target, ".partial", replace_dir)

@@ -24,6 +24,8 @@ from __future__ import annotations
 import logging
 import threading
 
+from verl_frontier.verl_patches import wrap_methods
+
 logger = logging.getLogger("verl_frontier")
 
 _lock = threading.Lock()
@@ -76,15 +78,7 @@ def pop_metrics_for_step(step: int | None) -> dict[str, float]:
 _MARKER = "_verl_frontier_driver_hook"
 
 
-def _wrap(owner, name: str, make) -> None:
-    from verl_frontier_hooks import wrap_once
-
-    wrap_once(owner, name, make, marker=_MARKER)
-
-
 def _hook_legacy(module) -> None:
-    cls = module.RayPPOTrainer
-
     def make_gen_batch(original):
         def _get_gen_batch(self, batch):
             set_current_step(getattr(self, "global_steps", None))
@@ -103,13 +97,12 @@ def _hook_legacy(module) -> None:
 
         return _update_actor
 
-    _wrap(cls, "_get_gen_batch", make_gen_batch)
-    _wrap(cls, "_update_actor", make_update_actor)
+    wrap_methods(
+        module.RayPPOTrainer, {"_get_gen_batch": make_gen_batch, "_update_actor": make_update_actor}, marker=_MARKER
+    )
 
 
 def _hook_v1(module) -> None:
-    cls = module.PPOTrainer
-
     def make_compute_advantage(original):
         def _compute_advantage(self, batch, metrics):
             set_current_step(getattr(self, "global_steps", None))
@@ -121,7 +114,7 @@ def _hook_v1(module) -> None:
 
         return _compute_advantage
 
-    _wrap(cls, "_compute_advantage", make_compute_advantage)
+    wrap_methods(module.PPOTrainer, {"_compute_advantage": make_compute_advantage}, marker=_MARKER)
 
 
 def install() -> None:

@@ -31,6 +31,8 @@ import os
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from verl_frontier.verl_patches import wrap_methods
+
 logger = logging.getLogger("verl_frontier")
 
 DRIVER_FILE = "frontier_state.pt"
@@ -171,12 +173,6 @@ def resumed_folder(trainer) -> str | None:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _wrap(owner, name: str, make) -> None:
-    from verl_frontier_hooks import wrap_once
-
-    wrap_once(owner, name, make, marker=_MARKER)
-
-
 def _wrap_trainer(cls) -> None:
     def make_save(original):
         def _save_checkpoint(self, *args, **kwargs):
@@ -198,13 +194,10 @@ def _wrap_trainer(cls) -> None:
 
         return _load_checkpoint
 
-    _wrap(cls, "_save_checkpoint", make_save)
-    _wrap(cls, "_load_checkpoint", make_load)
+    wrap_methods(cls, {"_save_checkpoint": make_save, "_load_checkpoint": make_load}, marker=_MARKER)
 
 
 def _hook_workers(module) -> None:
-    cls = module.ActorRolloutRefWorker
-
     def make_save(original):
         def save_checkpoint(self, local_path, *args, **kwargs):
             out = original(self, local_path, *args, **kwargs)
@@ -222,8 +215,9 @@ def _hook_workers(module) -> None:
 
         return load_checkpoint
 
-    _wrap(cls, "save_checkpoint", make_save)
-    _wrap(cls, "load_checkpoint", make_load)
+    wrap_methods(
+        module.ActorRolloutRefWorker, {"save_checkpoint": make_save, "load_checkpoint": make_load}, marker=_MARKER
+    )
 
 
 _installed: list[bool] = []

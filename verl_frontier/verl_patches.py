@@ -21,6 +21,7 @@ one of the skipped wraps, so the registration check fails too).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 logger = logging.getLogger("verl_frontier")
@@ -174,6 +175,15 @@ def verl_supported(owner: str) -> bool:
             skipped,
         )
     return False
+
+
+def wrap_methods(owner, makers: dict[str, Callable], *, marker: str) -> None:
+    """Replace ``owner.<name>`` with ``make(original)`` for each ``name: make`` of ``makers``, in order, once per
+    ``marker`` (:func:`verl_frontier_hooks.wrap_once`): one owner's wraps of one verl class or module."""
+    from verl_frontier_hooks import wrap_once
+
+    for name, make in makers.items():
+        wrap_once(owner, name, make, marker=marker)
 
 
 def patches_of(module: str, qualname: str) -> list[VerlPatch]:

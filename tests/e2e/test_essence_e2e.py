@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from verl_runner import RESUME_ALL, assert_resumed_like_straight, assert_trained, resume_from, run_recipe, save_at
+from verl_runner import RESUME_ALL, assert_resumes, batch_overrides, reference_rows, run_straight
 
 pytestmark = pytest.mark.e2e
 
@@ -19,12 +19,7 @@ BATCH = 8
 @pytest.fixture(scope="module")
 def essence_data(small_world, tmp_path_factory):
     """The world's reference verbose solutions as the "teacher-written" dataset (no model needed)."""
-    from verl_frontier.essence.data import build
-
-    out = tmp_path_factory.mktemp("essence-data")
-    stats = build(small_world / "data" / "train_verbose.parquet", out, from_field="extra_info.reference", num=64)
-    assert stats["kept"] == 64  # reference solutions are correct
-    return out / "train.parquet"
+    return reference_rows(small_world, tmp_path_factory.mktemp("essence-data"), 64, source="train_verbose.parquet")
 
 
 def essence_data_full_response_tokens(path) -> float:
@@ -35,14 +30,7 @@ def essence_data_full_response_tokens(path) -> float:
 
 
 def _overrides(data, *extra):
-    return [
-        f"data.train_files={data}",
-        f"data.train_batch_size={BATCH}",
-        f"actor_rollout_ref.actor.ppo_mini_batch_size={BATCH}",
-        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={BATCH}",
-        f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={BATCH}",
-        *extra,
-    ]
+    return [f"data.train_files={data}", *batch_overrides(BATCH), *extra]
 
 
 def test_essence_cot_only_half_length_v1_and_resumes(small_world, essence_data, tmp_path, shared_ray):
@@ -52,12 +40,9 @@ def test_essence_cot_only_half_length_v1_and_resumes(small_world, essence_data, 
         "actor_rollout_ref.essence.truncate_ratio=0.5",
         "actor_rollout_ref.essence.ce_weight=0.3",
     )
-    steps = [1, 2, 3, 4] if RESUME_ALL else [1, 2]
-    run = run_recipe(
-        "essence", "essence_tiny", tmp_path, small_world, [*overrides, *(save_at(2) if RESUME_ALL else [])],
-        steps=max(steps), ray=shared_ray,
-    )  # fmt: skip
-    assert_trained(run, steps)
+    run = run_straight(
+        "essence", "essence_tiny", tmp_path, small_world, overrides, ray=shared_ray, resumable=RESUME_ALL
+    )
     for data in run.steps().values():
         assert data["actor/essence/ce_weight"] == pytest.approx(0.3)  # the worker read actor_rollout_ref.essence
         assert data["critic/score/mean"] == 1.0  # the replayed rows' teacher_score (verl skipped its reward loop)
@@ -66,13 +51,8 @@ def test_essence_cot_only_half_length_v1_and_resumes(small_world, essence_data, 
         assert data["response_length/mean"] < 0.75 * essence_data_full_response_tokens(essence_data)
         assert math.isfinite(data["actor/distillation/loss"]) and data["actor/essence/forward_kl"] >= 0
         assert data["actor/essence/ce"] > 0
-    if not RESUME_ALL:
-        return
-    resumed = run_recipe(
-        "essence", "essence_tiny", tmp_path / "resumed", small_world, [*overrides, *resume_from(run, 2)], steps=4,
-        ray=shared_ray,
-    )  # fmt: skip
-    assert_resumed_like_straight(run, resumed, [3, 4])
+    if RESUME_ALL:
+        assert_resumes(run, overrides)
 
 
 def test_essence_full_sequence_legacy_and_resumes(small_world, essence_data, tmp_path, shared_ray):
@@ -82,21 +62,13 @@ def test_essence_full_sequence_legacy_and_resumes(small_world, essence_data, tmp
         "actor_rollout_ref.essence.segments=[prompt,cot,answer]",
         "actor_rollout_ref.essence.truncate_ratio=1.0",
     )
-    steps = [1, 2, 3, 4] if RESUME_ALL else [1, 2]
-    run = run_recipe(
-        "essence", "essence_tiny", tmp_path, small_world, [*overrides, *(save_at(2) if RESUME_ALL else [])],
-        steps=max(steps), ray=shared_ray,
-    )  # fmt: skip
-    assert_trained(run, steps)
+    run = run_straight(
+        "essence", "essence_tiny", tmp_path, small_world, overrides, ray=shared_ray, resumable=RESUME_ALL
+    )
     for data in run.steps().values():
         assert data["actor/essence/ce_weight"] == pytest.approx(0.5)
         # every token of every sequence is trained: the prompt moved into the response (one prompt token left)
         assert data["actor/essence/trained_tokens"] == pytest.approx(data["response_length/mean"] * BATCH)
         assert data["prompt_length/mean"] == 1.0
-    if not RESUME_ALL:
-        return
-    resumed = run_recipe(
-        "essence", "essence_tiny", tmp_path / "resumed", small_world, [*overrides, *resume_from(run, 2)], steps=4,
-        ray=shared_ray,
-    )  # fmt: skip
-    assert_resumed_like_straight(run, resumed, [3, 4])
+    if RESUME_ALL:
+        assert_resumes(run, overrides)

@@ -20,23 +20,16 @@ import math
 import os
 
 import pytest
-from verl_runner import MACHINE_METRICS, assert_trained, run_recipe
+from verl_runner import KD_BATCH, KD_SIZES, MACHINE_METRICS, assert_trained, reference_rows, run_recipe
 
 pytestmark = pytest.mark.e2e
 
 #: the lambda = 1 vs on-policy distillation launches (about 2 minutes) run only on request
 GKD_OPD = os.environ.get("FRONTIER_E2E_GKD_OPD", "") == "1"
 
-BATCH = 8
+BATCH = KD_BATCH
 #: settings shared by every launch (kd_uniform's e2e sizes), so the compared runs differ only in the rows' agent
-OVERRIDES = [
-    f"data.train_batch_size={BATCH}",
-    f"actor_rollout_ref.actor.ppo_mini_batch_size={BATCH}",
-    f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={BATCH}",
-    f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={BATCH}",
-    "actor_rollout_ref.actor.optim.lr_warmup_steps=1",
-    "data.val_max_samples=16",
-]
+OVERRIDES = KD_SIZES
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +38,8 @@ def kd_data(small_world, tmp_path_factory):
     naming verl's default agent loop (the student samples)."""
     import pandas as pd
 
-    from verl_frontier.essence.data import build
-
     out = tmp_path_factory.mktemp("gkd-data")
-    stats = build(
-        small_world / "data" / "train.parquet", out, from_field="extra_info.reference", num=32, agent="teacher_replay"
-    )
-    assert stats["kept"] == 32
-    rows = pd.read_parquet(out / "train.parquet")
+    rows = pd.read_parquet(reference_rows(small_world, out, 32, agent="teacher_replay"))
     rows["agent_name"] = "single_turn_agent"
     rows.to_parquet(out / "sampled.parquet", index=False)
     return out / "train.parquet", out / "sampled.parquet"

@@ -8,44 +8,24 @@ from __future__ import annotations
 import math
 
 import pytest
-from verl_runner import RESUME_ALL, assert_resumed_like_straight, assert_trained, resume_from, run_recipe, save_at
+from verl_runner import KD_SIZES, RESUME_ALL, assert_resumes, reference_rows, run_straight
 
 pytestmark = pytest.mark.e2e
-
-BATCH = 8
 
 
 @pytest.fixture(scope="module")
 def kd_data(small_world, tmp_path_factory):
     """The world's reference concise solutions as the teacher-written dataset (no model needed)."""
-    from verl_frontier.essence.data import build
-
-    out = tmp_path_factory.mktemp("kd-data")
-    stats = build(
-        small_world / "data" / "train.parquet", out, from_field="extra_info.reference", num=32, agent="teacher_replay"
-    )
-    assert stats["kept"] == 32
-    return out / "train.parquet"
+    return reference_rows(small_world, tmp_path_factory.mktemp("kd-data"), 32, agent="teacher_replay")
 
 
 def test_kd_uniform_tiny_trains_on_whole_teacher_responses_and_resumes(small_world, kd_data, tmp_path, shared_ray):
     import pandas as pd
 
-    overrides = [
-        f"data.train_files={kd_data}",
-        f"data.train_batch_size={BATCH}",
-        f"actor_rollout_ref.actor.ppo_mini_batch_size={BATCH}",
-        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={BATCH}",
-        f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={BATCH}",
-        "actor_rollout_ref.actor.optim.lr_warmup_steps=1",
-        "data.val_max_samples=16",
-    ]
-    steps = [1, 2, 3, 4] if RESUME_ALL else [1, 2]
-    run = run_recipe(
-        "kd_uniform", "kd_uniform_tiny", tmp_path, small_world, [*overrides, *(save_at(2) if RESUME_ALL else [])],
-        steps=max(steps), ray=shared_ray,
-    )  # fmt: skip
-    assert_trained(run, steps)
+    overrides = [f"data.train_files={kd_data}", *KD_SIZES]
+    run = run_straight(
+        "kd_uniform", "kd_uniform_tiny", tmp_path, small_world, overrides, ray=shared_ray, resumable=RESUME_ALL
+    )
     rows = pd.read_parquet(kd_data)
     # char-level tokenizer: a replayed response is the reference text + end of sequence
     lengths = rows["extra_info"].map(lambda e: len(e["teacher_response"]) + 1)
@@ -56,10 +36,5 @@ def test_kd_uniform_tiny_trains_on_whole_teacher_responses_and_resumes(small_wor
         assert data["critic/score/mean"] == 1.0  # replayed rows carry the teacher's score
         loss = data["actor/distillation/loss"]
         assert math.isfinite(loss) and loss >= 0  # exact forward KL (top-k = vocabulary) is non-negative
-    if not RESUME_ALL:
-        return
-    resumed = run_recipe(
-        "kd_uniform", "kd_uniform_tiny", tmp_path / "resumed", small_world, [*overrides, *resume_from(run, 2)],
-        steps=4, ray=shared_ray,
-    )  # fmt: skip
-    assert_resumed_like_straight(run, resumed, [3, 4])
+    if RESUME_ALL:
+        assert_resumes(run, overrides)

@@ -7,15 +7,12 @@ compression baseline restored). Legacy trainer with M = 0 (teacher frozen at the
 from __future__ import annotations
 
 import pytest
-from verl_runner import assert_resumed_like_straight, assert_trained, resume_from, run_recipe, save_at
+from verl_runner import assert_resumes, batch_overrides, run_straight
 
 pytestmark = pytest.mark.e2e
 
 FAST = [
-    "data.train_batch_size=8",
-    "actor_rollout_ref.actor.ppo_mini_batch_size=8",
-    "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=8",
-    "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=8",
+    *batch_overrides(8),
     "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=8",
     "data.max_response_length=192",
 ]
@@ -27,10 +24,6 @@ def _metric(data: dict, name: str):
         if key in data:
             return data[key]
     raise KeyError(f"{name} not logged; keys: {sorted(k for k in data if 'opsdc' in k)}")
-
-
-def _assert_ok(run, steps=(1, 2)):
-    assert_trained(run, list(steps), tail_lines=200)
 
 
 def _common(steps, numbers=(1, 2)):
@@ -48,10 +41,9 @@ def _common(steps, numbers=(1, 2)):
 
 def test_opsdc_v1_teacher_synced_every_step_and_resumed(small_world, tmp_path, shared_ray):
     overrides = [*FAST, "actor_rollout_ref.opsdc.teacher_update_freq=1"]
-    run = run_recipe(
-        "opsdc", "opsdc_tiny", tmp_path / "straight", small_world, [*overrides, *save_at(2)], steps=4, ray=shared_ray
+    run = run_straight(
+        "opsdc", "opsdc_tiny", tmp_path / "straight", small_world, overrides, ray=shared_ray, tail_lines=200
     )
-    _assert_ok(run, (1, 2, 3, 4))
     steps = run.steps()
     _common(steps, (1, 2, 3, 4))
     for step in (1, 2, 3, 4):
@@ -62,26 +54,17 @@ def test_opsdc_v1_teacher_synced_every_step_and_resumed(small_world, tmp_path, s
         assert _metric(data, "opsdc/teacher_checksum") == _metric(data, "opsdc/actor_checksum")
         assert _metric(data, "opsdc/teacher_minus_initial_checksum") != 0.0
     # preempted after step 2: the resumed launch starts from the step-2 checkpoint (teacher = step-2 actor)
-    resumed = run_recipe(
-        "opsdc", "opsdc_tiny", tmp_path / "resumed", small_world, [*overrides, *resume_from(run, 2)], steps=4,
-        ray=shared_ray,
-    )  # fmt: skip
-    assert_resumed_like_straight(run, resumed, [3, 4])
+    assert_resumes(run, overrides)
 
 
 def test_opsdc_legacy_trainer_frozen_teacher_and_resumed(small_world, tmp_path, shared_ray):
     overrides = [*FAST, "trainer.use_v1=false", "actor_rollout_ref.opsdc.teacher_update_freq=0"]
-    run = run_recipe(
-        "opsdc", "opsdc_tiny", tmp_path / "straight", small_world, [*overrides, *save_at(2)], steps=4, ray=shared_ray
+    run = run_straight(
+        "opsdc", "opsdc_tiny", tmp_path / "straight", small_world, overrides, ray=shared_ray, tail_lines=200
     )
-    _assert_ok(run, (1, 2, 3, 4))
     steps = run.steps()
     _common(steps, (1, 2, 3, 4))
-    resumed = run_recipe(
-        "opsdc", "opsdc_tiny", tmp_path / "resumed", small_world, [*overrides, *resume_from(run, 2)], steps=4,
-        ray=shared_ray,
-    )  # fmt: skip
-    assert_resumed_like_straight(run, resumed, [3, 4])  # step counter and compression baseline restored
+    assert_resumes(run, overrides)  # step counter and compression baseline restored
     for step in (1, 2, 3, 4):
         data = steps[step]
         assert _metric(data, "opsdc/teacher_synced") == 0.0

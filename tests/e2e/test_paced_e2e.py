@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from verl_runner import RESUME_ALL, assert_resumed_like_straight, assert_trained, resume_from, run_recipe, save_at
+from verl_runner import RESUME_ALL, assert_resumes, assert_trained, run_recipe, run_straight
 
 pytestmark = pytest.mark.e2e
 
@@ -37,11 +37,7 @@ def test_paced_two_stage_v1_switches_divergence_and_resumes(small_world, tmp_pat
     launch resumed from the step-2 checkpoint starts in stage 2, as the straight run does, and logs the same
     steps 3-4 (with FRONTIER_E2E_RESUME_ALL=1)."""
     overrides = ["algorithm.paced.switch_step=3"]
-    run = run_recipe(
-        "paced_two_stage", "paced_two_stage_tiny", tmp_path, small_world, [*overrides, *save_at(2)], steps=4,
-        ray=shared_ray,
-    )  # fmt: skip
-    assert_trained(run, [1, 2, 3, 4])
+    run = run_straight("paced_two_stage", "paced_two_stage_tiny", tmp_path, small_world, overrides, ray=shared_ray)
     steps = run.steps()
     first, second = steps[2], steps[3]
     for data in (first, second):
@@ -60,13 +56,8 @@ def test_paced_two_stage_v1_switches_divergence_and_resumes(small_world, tmp_pat
         assert data["actor/paced/actor_zero_weight_samples"] == pytest.approx(
             64 * data["paced/zero_weight_prompt_frac"]
         )
-    if not RESUME_ALL:
-        return
-    resumed = run_recipe(
-        "paced_two_stage", "paced_two_stage_tiny", tmp_path / "resumed", small_world,
-        [*overrides, *resume_from(run, 2)], steps=4, ray=shared_ray,
-    )  # fmt: skip
-    assert_resumed_like_straight(run, resumed, [3, 4])
+    if RESUME_ALL:
+        assert_resumes(run, overrides)
 
 
 def test_paced_forward_kl_legacy_trainer_and_resumes(small_world, tmp_path, shared_ray):
@@ -74,12 +65,9 @@ def test_paced_forward_kl_legacy_trainer_and_resumes(small_world, tmp_path, shar
     the same steps 3-4."""
     # micro-batches of one group (4 rows), so a trimmed mini-batch still splits into micro-batches
     overrides = ["trainer.use_v1=false", "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4"]
-    steps = [1, 2, 3, 4] if RESUME_ALL else [1, 2]
-    run = run_recipe(
-        "paced_distill", "paced_distill_tiny", tmp_path, small_world, [*overrides, *(save_at(2) if RESUME_ALL else [])],
-        steps=max(steps), ray=shared_ray,
-    )  # fmt: skip
-    assert_trained(run, steps)
+    run = run_straight(
+        "paced_distill", "paced_distill_tiny", tmp_path, small_world, overrides, ray=shared_ray, resumable=RESUME_ALL
+    )
     for data in run.steps().values():
         _assert_weights_logged(data)
         assert data["paced/stage"] == 1 and "actor/paced/loss_forward_kl" in data
@@ -91,13 +79,8 @@ def test_paced_forward_kl_legacy_trainer_and_resumes(small_world, tmp_path, shar
         assert data["paced/backward_samples"] == round(64 * (1 - expected_drop))
         assert data["actor/paced/actor_samples"] == data["paced/backward_samples"]
         assert data["actor/paced/actor_teacher_skipped_samples"] <= data["actor/paced/actor_zero_weight_samples"]
-    if not RESUME_ALL:
-        return
-    resumed = run_recipe(
-        "paced_distill", "paced_distill_tiny", tmp_path / "resumed", small_world, [*overrides, *resume_from(run, 2)],
-        steps=4, ray=shared_ray,
-    )  # fmt: skip
-    assert_resumed_like_straight(run, resumed, [3, 4])
+    if RESUME_ALL:
+        assert_resumes(run, overrides)
 
 
 def test_paced_keep_zero_weight_legacy_trainer(small_world, tmp_path, shared_ray):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from verl_runner import RESUME_ALL, assert_resumed_like_straight, assert_trained, resume_from, run_recipe
+from verl_runner import RESUME_ALL, assert_resumes, batch_overrides, run_straight
 
 pytestmark = pytest.mark.e2e
 
@@ -25,29 +25,20 @@ def test_redistill_pruned_model_then_quantize_and_resumes(small_world, tmp_path,
     assert info["params_after"] < info["params_before"]
     overrides = [
         f"actor_rollout_ref.model.path={pruned}",
-        "data.train_batch_size=8",
-        "actor_rollout_ref.actor.ppo_mini_batch_size=8",
         # the resume check trains each mini-batch (8 prompts x 4 rollouts) in one micro-batch: verl logs the top-k
         # diagnostics (distillation/student_mass, teacher_mass, overlap_*) as a mean of per-micro-batch means, which
         # depends on which rows share a micro-batch, and which row holds which of a prompt's rollouts follows the
         # order in which its requests reached the rollout server
-        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={32 if RESUME_ALL else 8}",
-        "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=8",
+        *batch_overrides(8, micro=32 if RESUME_ALL else 8),
     ]
-    steps = [1, 2, 3, 4] if RESUME_ALL else [1, 2]
-    run = run_recipe(
-        "slm_compress", "slm_compress_tiny", tmp_path / "run", small_world, [*overrides, "trainer.save_freq=2"],
-        steps=max(steps), ray=shared_ray,
+    run = run_straight(
+        "slm_compress", "slm_compress_tiny", tmp_path / "run", small_world, overrides, ray=shared_ray,
+        resumable=RESUME_ALL, checkpoint=True, tail_lines=200,
     )  # fmt: skip
-    assert_trained(run, steps, tail_lines=200)
     # the pruned student differs from its unpruned teacher: a positive forward KL, that verl optimised
     assert run.steps()[1]["actor/distillation/loss"] > 0.0
     if RESUME_ALL:
-        resumed = run_recipe(
-            "slm_compress", "slm_compress_tiny", tmp_path / "resumed", small_world, [*overrides, *resume_from(run, 2)],
-            steps=4, ray=shared_ray,
-        )  # fmt: skip
-        assert_resumed_like_straight(run, resumed, [3, 4])
+        assert_resumes(run, overrides)
 
     hf = resolve_checkpoint(tmp_path / "run" / "checkpoints" / "global_step_2")
     trained = AutoModelForCausalLM.from_pretrained(hf, dtype=torch.float32)

@@ -27,6 +27,11 @@ class VerlRun:
     log: str
     metrics: list[dict] = field(default_factory=list)
     out_dir: Path = None
+    #: what launched it (:func:`run_recipe`'s arguments), so that a resume check can launch it again
+    recipe: str = ""
+    config_name: str = ""
+    world_dir: Path = None
+    ray: SharedRay | None = field(default=None, repr=False)
 
     def steps(self) -> dict[int, dict]:
         """Metrics logged per step (verl logs validation and training of a step in separate records)."""
@@ -221,7 +226,7 @@ def run_recipe(
     metrics = []
     if metrics_path.exists():
         metrics = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
-    return VerlRun(proc.returncode, proc.stdout + proc.stderr, metrics, out_dir)
+    return VerlRun(proc.returncode, proc.stdout + proc.stderr, metrics, out_dir, recipe, config_name, world_dir, ray)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -240,6 +245,32 @@ NOISE_ABS_TOL = 1e-5
 #: methods without state of their own (their step-dependent behaviour reads verl's restored global step) run only
 #: with FRONTIER_E2E_RESUME_ALL=1; the methods with state (OPSDC, ASGLD's optimizer) always run theirs
 RESUME_ALL = os.environ.get("FRONTIER_E2E_RESUME_ALL", "") == "1"
+
+
+def batch_overrides(batch: int, micro: int | None = None) -> list[str]:
+    """Overrides for ``batch`` prompts a step, trained in one mini-batch of micro-batches of ``micro`` rows (default:
+    the whole batch), log-probs recomputed ``batch`` rows at a time."""
+    return [
+        f"data.train_batch_size={batch}",
+        f"actor_rollout_ref.actor.ppo_mini_batch_size={batch}",
+        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={micro or batch}",
+        f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={batch}",
+    ]
+
+
+#: kd_uniform's e2e sizes: 8 teacher-written rows a step (also GKD's, whose runs are compared with kd_uniform's)
+KD_BATCH = 8
+KD_SIZES = [*batch_overrides(KD_BATCH), "actor_rollout_ref.actor.optim.lr_warmup_steps=1", "data.val_max_samples=16"]
+
+
+def reference_rows(world_dir: Path, out: Path, num: int, source: str = "train.parquet", **build_kwargs) -> Path:
+    """The world's reference solutions (``data/<source>``) as ``num`` teacher-written rows, ``out/train.parquet``
+    (:func:`verl_frontier.essence.data.build`, no model needed); every row is kept (the references are correct)."""
+    from verl_frontier.essence.data import build
+
+    stats = build(world_dir / "data" / source, out, from_field="extra_info.reference", num=num, **build_kwargs)
+    assert stats["kept"] == num
+    return out / "train.parquet"
 
 
 def save_at(step: int) -> list[str]:
@@ -285,3 +316,39 @@ def assert_resumed_like_straight(straight: VerlRun, resumed: VerlRun, steps: lis
     assert_trained(resumed, steps, tail_lines=200)
     diffs = metric_differences(straight, resumed, steps, rel)
     assert not diffs, "\n".join(diffs)
+
+
+def run_straight(
+    recipe: str,
+    config_name: str,
+    out_dir: Path,
+    world_dir: Path,
+    overrides: list[str] = (),
+    *,
+    ray: SharedRay | None = None,
+    resumable: bool = True,
+    checkpoint: bool | None = None,
+    tail_lines: int = 60,
+) -> VerlRun:
+    """The straight run of a resume check, asserted trained: 4 steps with a checkpoint at step 2 when ``resumable``,
+    else 2 steps (with the step-2 checkpoint only when ``checkpoint``; by default when ``resumable``)."""
+    steps = [1, 2, 3, 4] if resumable else [1, 2]
+    save = resumable if checkpoint is None else checkpoint
+    run = run_recipe(
+        recipe, config_name, out_dir, world_dir, [*overrides, *(save_at(2) if save else [])], steps=max(steps), ray=ray
+    )
+    assert_trained(run, steps, tail_lines)
+    return run
+
+
+def assert_resumes(run: VerlRun, overrides: list[str] = (), at: int = 2) -> VerlRun:
+    """Launch ``run``'s recipe again (in ``run.out_dir / "resumed"``) with ``overrides`` (the straight run's, without
+    its checkpoint setting), resumed from its step-``at`` checkpoint, and assert that it trains the straight run's
+    later steps and logs the same metrics for them."""
+    last = max(run.train_steps())
+    resumed = run_recipe(
+        run.recipe, run.config_name, run.out_dir / "resumed", run.world_dir, [*overrides, *resume_from(run, at)],
+        steps=last, ray=run.ray,
+    )  # fmt: skip
+    assert_resumed_like_straight(run, resumed, list(range(at + 1, last + 1)))
+    return resumed
