@@ -1,0 +1,160 @@
+"""Whose sequences should a tiny student learn from at a fixed number of distinct prompts: the teacher's
+(offline KD), its own (on-policy distillation, 64 x 1 or 16 x 4) or a mix (GKD, arXiv 2306.13649)?
+A protocol study (``verl_frontier.studies``) through verl's real trainer on CPU.
+
+Every arm is ``gkd_mix_tiny`` (the same rows in the same order: the tiny teacher's greedy answers to 6,000
+training prompts, ``kd_concise``; the same loss: verl's ``forward_kl_topk`` over the whole 102-token vocabulary,
+i.e. the exact forward KL; the same teacher, evaluation and seeds) and spends the same budget of distinct
+prompts; they differ only in who writes the scored sequences:
+
+* ``kd_teacher_sequences``  lambda = 0: every row replays the teacher's answer (= ``kd_uniform_tiny``), 64 x 1
+* ``on_policy_64x1``        lambda = 1: every row is one student sample at T = 1 (= on-policy distillation)
+* ``on_policy_16x4``        lambda = 1 with 16 prompts x 4 samples per step (the shape of ``opd_uniform_tiny``):
+                            4x the steps for the same prompts
+* ``mix_lambda_0.5``        half of each step's rows on-policy, half replayed
+* ``cold_start``            replay for the first ``--cold-start`` steps, then lambda = 1
+
+First a learning-rate sweep (``--lrs``, seed 0) of the baseline (``kd_teacher_sequences``) and of
+``on_policy_64x1``, chosen on the selection set (verl's greedy validation on ``data/test.parquet``, last
+point); the on-policy family (16 x 4, mix, cold start) uses the on-policy choice. Then every arm on every seed
+(the sweep's seed-0 runs of the chosen settings are reused), final greedy evaluation on the held-out set
+(``heldout/test.parquet``, 1,443 problems), paired statistics against the baseline.
+
+    python recipes/gkd_mix/reproduce.py [--seeds 0 1 2] [--prompts 2560] [--lrs 3e-4 1e-3 3e-3]
+                                        [--out outputs/gkd_study]
+
+Resumable (finished runs are kept in ``<out>/sweep/results.json`` and ``<out>/results.json``). Writes
+``recipes/gkd_mix/results.json`` (validated; the README table is printed from it) and ``study.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from verl_frontier.arguments import POSITIVE_INT, write_text_atomic
+from verl_frontier.essence.data import ensure_world_teacher_data
+from verl_frontier.studies import (
+    Arm,
+    Study,
+    base_evaluation,
+    final_set_evaluator,
+    full_world,
+    run_study,
+    study_parser,
+    write_json_atomic,
+)
+from verl_frontier.studies.budget import Budget
+from verl_frontier.studies.report import plot_study, results_table, study_results, write_results
+
+HERE = Path(__file__).resolve().parent
+BASELINE = "kd_teacher_sequences"
+TUNED = (BASELINE, "on_policy_64x1")
+#: validations every this many distinct prompts (each arm's test_freq in its own steps)
+VALIDATE_EVERY_PROMPTS = 640
+
+
+def _lr(lr: float) -> list[str]:
+    return [f"actor_rollout_ref.actor.optim.lr={lr:g}"]
+
+
+def _every(prompts_per_step: int) -> list[str]:
+    return [f"trainer.test_freq={max(1, VALIDATE_EVERY_PROMPTS // prompts_per_step)}"]
+
+
+def arm(name: str, lr: float, cold_start: int = 10) -> Arm:
+    """One arm of the study at learning rate ``lr`` (every other setting is the recipe's)."""
+    shapes = {
+        "kd_teacher_sequences": ["algorithm.gkd.lmbda=0", *_every(64)],
+        "on_policy_64x1": ["algorithm.gkd.lmbda=1", *_every(64)],
+        "on_policy_16x4": [
+            "algorithm.gkd.lmbda=1",
+            "data.train_batch_size=16",
+            "actor_rollout_ref.rollout.n=4",
+            "actor_rollout_ref.actor.ppo_mini_batch_size=16",
+            *_every(16),
+        ],
+        "mix_lambda_0.5": ["algorithm.gkd.lmbda=0.5", *_every(64)],
+        "cold_start": ["algorithm.gkd.lmbda=1", f"algorithm.gkd.cold_start_steps={cold_start}", *_every(64)],
+    }
+    return Arm(name, "gkd_mix", "gkd_mix_tiny", [*shapes[name], *_lr(lr)])
+
+
+ARMS = ("kd_teacher_sequences", "on_policy_64x1", "on_policy_16x4", "mix_lambda_0.5", "cold_start")
+
+
+def selection_accuracy(run: dict) -> float:
+    """The run's last greedy validation accuracy on the selection set."""
+    return run["val_acc"][max(run["val_acc"], key=int)]
+
+
+def main(argv=None) -> None:
+    parser = study_parser(__doc__, "gkd_study", seeds=[0, 1, 2], steps=1, test_freq=10)
+    parser.add_argument("--prompts", type=POSITIVE_INT, default=2560, help="distinct prompts every arm sees")
+    parser.add_argument("--lrs", type=float, nargs="+", default=[3e-4, 1e-3, 3e-3], help="learning rates swept")
+    parser.add_argument("--cold-start", type=POSITIVE_INT, default=10, help="replayed steps before on-policy")
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS, help="arms of the main study")
+    args, extra = parser.parse_with_overrides(argv)
+    if BASELINE not in args.arms:
+        parser.error(f"--arms: the baseline {BASELINE} must be one of the arms")
+    if any(not 0 < lr < 1 for lr in args.lrs):
+        parser.error("--lrs: every learning rate must be in (0, 1)")
+
+    world = full_world()
+    ensure_world_teacher_data(world, "kd_concise", 6000)
+    budget = Budget("prompts", args.prompts)
+    out = Path(args.out)
+
+    # 1. the learning-rate sweep of the tuned arms, seed 0, chosen on the selection set
+    sweep_arms = [_renamed(arm(name, lr, args.cold_start), f"{name}@lr{lr:g}") for name in TUNED for lr in args.lrs]
+    sweep = Study(
+        "gkd_lr_sweep", sweep_arms, baseline=f"{BASELINE}@lr{args.lrs[0]:g}", budget=budget, seeds=(0,), claim=False
+    )
+    print(f"== learning-rate sweep: {len(sweep_arms)} runs, seed 0, {budget.describe()} each", flush=True)
+    evaluate_final = final_set_evaluator(sweep, world)
+    swept = run_study(sweep, [0], out / "sweep", None, world=world, extra=extra, after_run=evaluate_final)
+    chosen, table = {}, {}
+    for name in TUNED:
+        scores = {lr: selection_accuracy(swept["runs"][f"{name}@lr{lr:g}/seed0"]) for lr in args.lrs}
+        chosen[name] = max(args.lrs, key=lambda lr: (scores[lr], -lr))
+        table[name] = {f"{lr:g}": scores[lr] for lr in args.lrs}
+        print(f"   {name}: selection accuracy by lr {table[name]} -> lr {chosen[name]:g}", flush=True)
+    lr_of = {name: chosen[BASELINE] if name == BASELINE else chosen["on_policy_64x1"] for name in args.arms}
+
+    # 2. the study: every arm, every seed; the sweep's seed-0 runs of the chosen settings are reused
+    study = Study(
+        "gkd_distinct_prompts",
+        [arm(name, lr_of[name], args.cold_start) for name in args.arms],
+        baseline=BASELINE,
+        budget=budget,
+        seeds=tuple(args.seeds),
+    )
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {"study": study.name, "runs": {}}
+    for name in TUNED:
+        key = f"{name}@lr{lr_of[name]:g}/seed0"
+        if name in args.arms and 0 in args.seeds and f"{name}/seed0" not in results["runs"]:
+            results["runs"][f"{name}/seed0"] = swept["runs"][key]
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(results_path, results)
+    print(f"== study: {len(study.arms)} arms x {len(study.seeds)} seeds, {budget.describe()} each", flush=True)
+    results = run_study(study, None, out, None, world=world, extra=extra, after_run=final_set_evaluator(study, world))
+
+    base = base_evaluation(out, world, n=1, test=world / study.final_set, name="base_final_set")
+    payload = study_results(study, results, base["greedy_scores"], selection_n=415)
+    payload["lr_sweep"] = {"seed": 0, "selection_accuracy": table, "chosen": {k: v for k, v in chosen.items()}}
+    payload["wall_note"] = "wall_s: the whole main_ppo run (start-up, validations every 640 prompts, checkpoint)"
+    write_results(HERE / "results.json", payload)
+    plot_study(payload, HERE / "study.png", "Whose sequences: teacher, student or a mix (equal distinct prompts)")
+    text = results_table(payload)
+    write_text_atomic(out / "table.md", text + "\n")
+    print(text)
+
+
+def _renamed(base: Arm, name: str) -> Arm:
+    return Arm(name, base.recipe, base.config_name, list(base.overrides))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
