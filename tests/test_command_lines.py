@@ -267,7 +267,7 @@ STUDY_COMMON = [
 SCRIPT_CASES = [
     *[
         (f"recipes/{r}/reproduce.py", argv, needle)
-        for r in ("ace_grpo", "essence", "grpo_baseline", "kd_uniform", "opsdc", "orbit", "paced_distill")
+        for r in ("ace_grpo", "essence", "gkd_mix", "grpo_baseline", "kd_uniform", "opsdc", "orbit", "paced_distill")
         for argv, needle in STUDY_COMMON
     ],  # fmt: skip
     ("recipes/ace_grpo/reproduce.py", ["--eval-limit", "0"], "--eval-limit"),
@@ -277,6 +277,10 @@ SCRIPT_CASES = [
     ("recipes/grpo_baseline/reproduce.py", ["--arms", "grpo_8x4", "nope"], "--arms"),
     ("recipes/paced_distill/reproduce.py", ["--arms", "nope"], "--arms"),
     ("recipes/orbit/reproduce.py", ["--warm-steps", "0"], "--warm-steps"),
+    ("recipes/gkd_mix/reproduce.py", ["--prompts", "0"], "--prompts"),
+    ("recipes/gkd_mix/reproduce.py", ["--lrs", "2"], "--lrs"),
+    ("recipes/gkd_mix/reproduce.py", ["--arms", "on_policy_64x1"], "--arms"),
+    ("recipes/gkd_mix/reproduce.py", ["--cold-start", "0"], "--cold-start"),
     ("recipes/slm_compress/reproduce.py", ["--steps", "0"], "--steps"),
     ("recipes/slm_compress/reproduce.py", ["--test-freq", "-1"], "--test-freq"),
     ("recipes/slm_compress/reproduce.py", ["--seed", "x"], "--seed"),
@@ -330,6 +334,11 @@ SCRIPT_CASES = [
     ("benchmarks/paced_frontier_drop.py", ["--out", "{plain_dir}"], "--out"),
     ("benchmarks/verl_cpu_startup.py", ["--steps", "0"], "--steps"),
     ("benchmarks/verl_cpu_startup.py", ["--out", "{plain_dir}"], "--out"),
+    ("benchmarks/hf_server_overhead.py", ["--repeats", "0"], "--repeats"),
+    ("benchmarks/hf_server_overhead.py", ["--out", "{plain_dir}"], "--out"),
+    ("benchmarks/verl_step_profile.py", ["--from", "5", "--to", "3"], "--to"),
+    ("benchmarks/verl_step_profile.py", ["--config-name", "nope"], "--config-name"),
+    ("benchmarks/verl_step_profile.py", ["--out", "{plain_dir}"], "--out"),
 ]
 
 
@@ -340,6 +349,7 @@ SAFE_OUTPUTS = {
         for r in (
             "ace_grpo",
             "essence",
+            "gkd_mix",
             "grpo_baseline",
             "kd_uniform",
             "opsdc",
@@ -355,6 +365,8 @@ SAFE_OUTPUTS = {
     "benchmarks/orbit_env_throughput.py": ["--out", "{out}/a.json"],
     "benchmarks/paced_frontier_drop.py": ["--out", "{out}/a.json", "--work", "{out}/work"],
     "benchmarks/verl_cpu_startup.py": ["--out", "{out}/a.json"],
+    "benchmarks/hf_server_overhead.py": ["--out", "{out}/a.json"],
+    "benchmarks/verl_step_profile.py": ["--out", "{out}/a.json"],
 }
 
 
