@@ -12,7 +12,7 @@ Commands and the arguments checked here (one representative bad value each):
 * ``python -m verl_frontier.slm_compress`` prune (--src, --dst, --mlp-sparsity, --attn-sparsity,
   --importance, --calib, --calib-n), quantize (--src, --dst, --scheme, --group-size, --device),
   measure (PATH, --data, --limit);
-* ``python -m verl_frontier.demo`` (--steps, --kd-steps, --test-freq, --size, --out, --eval-limit, a stray
+* ``python -m verl_frontier.demo`` (--prompts, --val-every, --size, --out, --eval-limit, a stray
   argument that is not a Hydra override);
 * ``recipes/*/reproduce.py`` (--seeds, --steps, --test-freq, --out, stray argument; --eval-limit, --arms,
   --num-prompts, --warm-steps; slm_compress: --seed, --mlp-sparsity, --attn-sparsity, --importance,
@@ -383,9 +383,9 @@ def test_script_rejects_bad_argument(script, argv, needle, paths, tmp_path, caps
 
 
 DEMO_CASES = [
-    (["--steps", "0"], "--steps"),
-    (["--kd-steps", "-1"], "--kd-steps"),
-    (["--test-freq", "0"], "--test-freq"),
+    (["--prompts", "0"], "--prompts"),
+    (["--prompts", "100"], "--prompts"),
+    (["--val-every", "0"], "--val-every"),
     (["--size", "tiny"], "--size"),
     (["--out", "{file}"], "--out"),
     (["--eval-limit", "0"], "--eval-limit"),
@@ -457,8 +457,8 @@ PROCESS_CASES = [
         "error: argument --calib-n: must be an integer >= 1, got 0",
     ),  # fmt: skip
     (
-        ["-m", "verl_frontier.demo", "--out", "{out}", "--steps", "0"],
-        "error: argument --steps: must be an integer >= 1, got 0",
+        ["-m", "verl_frontier.demo", "--out", "{out}", "--prompts", "0"],
+        "error: argument --prompts: must be an integer >= 1, got 0",
     ),
     (
         ["recipes/paced_distill/reproduce.py", "--out", "{out}", "x=1", "--seeds", "0", "--stpes", "4"],

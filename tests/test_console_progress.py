@@ -126,24 +126,27 @@ def test_demo_follows_each_run_and_keeps_its_table(tmp_path, monkeypatch, capsys
         return {"metrics": {0: {ACC: 0.1}}, "wall_s": 3.0, "val_acc": {0: 0.1}, "steps": steps}
 
     monkeypatch.setattr(demo, "run_arm", fake_run_arm)
-    monkeypatch.setattr(demo, "plot", lambda curves, table, path: None)
+    monkeypatch.setattr(demo, "plot", lambda curves, table, path, per_step: None)
     monkeypatch.setattr(demo, "machine_lock", contextlib.nullcontext)
     monkeypatch.setattr("verl_frontier.tinyworld.build", lambda **kwargs: None)
     monkeypatch.setattr("verl_frontier.essence.data.ensure_world_teacher_data", lambda *a, **k: None)
     monkeypatch.setattr("verl_frontier.evaluation.evaluate", lambda *a, **k: {"greedy_accuracy": 0.5})
     monkeypatch.setenv("FRONTIER_WORLD_DIR", str(tmp_path / "world"))
-    demo.main(["--steps", "2", "--kd-steps", "3", "--out", str(out)])
+    demo.main(["--prompts", "128", "--out", str(out)])  # 16 x 4 per step: 8 steps; 64 x 1: 2 steps
     text = capsys.readouterr().out
-    assert calls == [("paced_distill", 2, False), ("paced_two_stage", 2, False), ("kd_uniform", 3, False)]
+    assert calls == [("paced_distill", 8, False), ("paced_two_stage", 8, False), ("kd_uniform", 2, False)]
     first_run = text.index("run 1/3")
     for recipe in ("paced_distill", "paced_two_stage", "kd_uniform"):
         assert text.index(str(out / recipe / "train.log")) < first_run
-    assert "run 1/3 uniform on-policy distillation | step 2/2 | held-out acc 0.100 (step 0)" in text
-    assert "run 3/3 uniform KD on teacher responses | step 3/3 |" in text
-    assert sum("| step " in line for line in text.splitlines()) == 3 * 1 + 2 + 2 + 3  # step 0 + training steps
-    assert "held-out greedy accuracy (tiny world test set)" in text
-    assert f"  {'student + Paced two-stage (2 steps)':<56} 0.500" in text
-    assert json.loads((out / "demo.json").read_text())["kd_steps"] == 3
+    assert "run 1/3 uniform on-policy distillation | step 8/8 | held-out acc 0.100 (step 0)" in text
+    assert "run 3/3 uniform KD on teacher responses | step 2/2 |" in text
+    assert sum("| step " in line for line in text.splitlines()) == 3 * 1 + 8 + 8 + 2  # step 0 + training steps
+    assert "held-out greedy accuracy (tiny world test set), seed 0; what each run spent" in text
+    # every trained row states the same distinct prompts, and its own steps and sequences
+    assert f"  {'student + Paced two-stage':<48} 0.500      8      128        512  3s" in text
+    assert f"  {'student + uniform KD on teacher responses':<48} 0.500      2      128        128  3s" in text
+    spent = json.loads((out / "demo.json").read_text())["spent"]
+    assert {row["prompts"] for row in spent.values()} == {128}
 
 
 # ----------------------------------------------------------------------------------- +platform=cpu's console
