@@ -9,19 +9,20 @@ prompts; they differ only in who writes the scored sequences:
 
 * ``kd_teacher_sequences``  lambda = 0: every row replays the teacher's answer (= ``kd_uniform_tiny``), 64 x 1
 * ``on_policy_64x1``        lambda = 1: every row is one student sample at T = 1 (= on-policy distillation)
-* ``on_policy_16x4``        lambda = 1 with 16 prompts x 4 samples per step (the shape of ``opd_uniform_tiny``):
-                            4x the steps for the same prompts
 * ``mix_lambda_0.5``        half of each step's rows on-policy, half replayed
-* ``cold_start``            replay for the first ``--cold-start`` steps, then lambda = 1
+* ``on_policy_16x4``        (with ``--arms``) lambda = 1 with 16 prompts x 4 samples per step (the shape of
+                            ``opd_uniform_tiny``): 4x the steps for the same prompts
+* ``cold_start``            (with ``--arms``) replay for the first ``--cold-start`` steps, then lambda = 1
 
-First a learning-rate sweep (``--lrs``, seed 0) of the baseline (``kd_teacher_sequences``) and of
-``on_policy_64x1``, chosen on the selection set (verl's greedy validation on ``data/test.parquet``, last
-point); the on-policy family (16 x 4, mix, cold start) uses the on-policy choice. Then every arm on every seed
-(the sweep's seed-0 runs of the chosen settings are reused), final greedy evaluation on the held-out set
-(``heldout/test.parquet``, 1,443 problems), paired statistics against the baseline.
+First a learning-rate sweep (``--lrs``, seed 0, ``--sweep-prompts`` each) of the baseline
+(``kd_teacher_sequences``) and, unless ``--tune`` leaves it out, of ``on_policy_64x1``, chosen on the selection
+set (verl's greedy validation on ``data/test.parquet``, last point); the other on-policy arms use the on-policy
+choice (the baseline's when ``on_policy_64x1`` is not swept). Then every arm on every seed at ``--prompts`` (when
+the two budgets are equal the sweep's seed-0 runs of the chosen settings are reused), final greedy evaluation on
+the held-out set (``heldout/test.parquet``, 1,443 problems), paired statistics against the baseline.
 
-    python recipes/gkd_mix/reproduce.py [--seeds 0 1 2] [--prompts 2560] [--lrs 3e-4 1e-3 3e-3]
-                                        [--out outputs/gkd_study]
+    python recipes/gkd_mix/reproduce.py [--seeds 0 1 2] [--prompts 5120] [--sweep-prompts 2560]
+                                        [--lrs 3e-4 1e-3 3e-3] [--arms ...] [--out outputs/gkd_study]
 
 Resumable (finished runs are kept in ``<out>/sweep/results.json`` and ``<out>/results.json``). Writes
 ``recipes/gkd_mix/results.json`` (validated; the README table is printed from it) and ``study.png``.
@@ -81,7 +82,8 @@ def arm(name: str, lr: float, cold_start: int = 10) -> Arm:
     return Arm(name, "gkd_mix", "gkd_mix_tiny", [*shapes[name], *_lr(lr)])
 
 
-ARMS = ("kd_teacher_sequences", "on_policy_64x1", "on_policy_16x4", "mix_lambda_0.5", "cold_start")
+ARMS = ("kd_teacher_sequences", "on_policy_64x1", "mix_lambda_0.5", "on_policy_16x4", "cold_start")
+DEFAULT_ARMS = ARMS[:3]
 
 
 def selection_accuracy(run: dict) -> float:
@@ -91,10 +93,14 @@ def selection_accuracy(run: dict) -> float:
 
 def main(argv=None) -> None:
     parser = study_parser(__doc__, "gkd_study", seeds=[0, 1, 2], steps=1, test_freq=10)
-    parser.add_argument("--prompts", type=POSITIVE_INT, default=2560, help="distinct prompts every arm sees")
+    parser.add_argument("--prompts", type=POSITIVE_INT, default=5120, help="distinct prompts every arm sees")
+    parser.add_argument("--sweep-prompts", type=POSITIVE_INT, default=2560, help="distinct prompts per sweep run")
     parser.add_argument("--lrs", type=float, nargs="+", default=[3e-4, 1e-3, 3e-3], help="learning rates swept")
+    parser.add_argument(
+        "--tune", nargs="+", default=list(TUNED), choices=TUNED, help="arms whose lr is swept (others: the baseline's)"
+    )
     parser.add_argument("--cold-start", type=POSITIVE_INT, default=10, help="replayed steps before on-policy")
-    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS, help="arms of the main study")
+    parser.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS), choices=ARMS, help="arms of the main study")
     args, extra = parser.parse_with_overrides(argv)
     if BASELINE not in args.arms:
         parser.error(f"--arms: the baseline {BASELINE} must be one of the arms")
@@ -103,24 +109,28 @@ def main(argv=None) -> None:
 
     world = full_world()
     ensure_world_teacher_data(world, "kd_concise", 6000)
-    budget = Budget("prompts", args.prompts)
+    budget, sweep_budget = Budget("prompts", args.prompts), Budget("prompts", args.sweep_prompts)
     out = Path(args.out)
 
     # 1. the learning-rate sweep of the tuned arms, seed 0, chosen on the selection set
-    sweep_arms = [_renamed(arm(name, lr, args.cold_start), f"{name}@lr{lr:g}") for name in TUNED for lr in args.lrs]
+    if BASELINE not in args.tune:
+        parser.error(f"--tune: the baseline {BASELINE} is always tuned")
+    sweep_arms = [_renamed(arm(name, lr, args.cold_start), f"{name}@lr{lr:g}") for name in args.tune for lr in args.lrs]
     sweep = Study(
-        "gkd_lr_sweep", sweep_arms, baseline=f"{BASELINE}@lr{args.lrs[0]:g}", budget=budget, seeds=(0,), claim=False
-    )
-    print(f"== learning-rate sweep: {len(sweep_arms)} runs, seed 0, {budget.describe()} each", flush=True)
+        "gkd_lr_sweep", sweep_arms, baseline=f"{BASELINE}@lr{args.lrs[0]:g}", budget=sweep_budget, seeds=(0,),
+        claim=False,
+    )  # fmt: skip
+    print(f"== learning-rate sweep: {len(sweep_arms)} runs, seed 0, {sweep_budget.describe()} each", flush=True)
     evaluate_final = final_set_evaluator(sweep, world)
     swept = run_study(sweep, [0], out / "sweep", None, world=world, extra=extra, after_run=evaluate_final)
     chosen, table = {}, {}
-    for name in TUNED:
+    for name in args.tune:
         scores = {lr: selection_accuracy(swept["runs"][f"{name}@lr{lr:g}/seed0"]) for lr in args.lrs}
         chosen[name] = max(args.lrs, key=lambda lr: (scores[lr], -lr))
         table[name] = {f"{lr:g}": scores[lr] for lr in args.lrs}
         print(f"   {name}: selection accuracy by lr {table[name]} -> lr {chosen[name]:g}", flush=True)
-    lr_of = {name: chosen[BASELINE] if name == BASELINE else chosen["on_policy_64x1"] for name in args.arms}
+    on_policy_lr = chosen.get("on_policy_64x1", chosen[BASELINE])  # untuned: the baseline's choice
+    lr_of = {name: chosen[BASELINE] if name == BASELINE else on_policy_lr for name in args.arms}
 
     # 2. the study: every arm, every seed; the sweep's seed-0 runs of the chosen settings are reused
     study = Study(
@@ -132,9 +142,10 @@ def main(argv=None) -> None:
     )
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {"study": study.name, "runs": {}}
-    for name in TUNED:
+    for name in args.tune:
         key = f"{name}@lr{lr_of[name]:g}/seed0"
-        if name in args.arms and 0 in args.seeds and f"{name}/seed0" not in results["runs"]:
+        reusable = args.sweep_prompts == args.prompts and name in args.arms and 0 in args.seeds
+        if reusable and f"{name}/seed0" not in results["runs"]:
             results["runs"][f"{name}/seed0"] = swept["runs"][key]
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(results_path, results)
@@ -143,7 +154,10 @@ def main(argv=None) -> None:
 
     base = base_evaluation(out, world, n=1, test=world / study.final_set, name="base_final_set")
     payload = study_results(study, results, base["greedy_scores"], selection_n=415)
-    payload["lr_sweep"] = {"seed": 0, "selection_accuracy": table, "chosen": {k: v for k, v in chosen.items()}}
+    payload["lr_sweep"] = {
+        "seed": 0, "prompts": args.sweep_prompts, "selection_accuracy": table, "chosen": chosen,
+        "learning_rates": {name: lr_of[name] for name in args.arms},
+    }  # fmt: skip
     payload["wall_note"] = "wall_s: the whole main_ppo run (start-up, validations every 640 prompts, checkpoint)"
     write_results(HERE / "results.json", payload)
     plot_study(payload, HERE / "study.png", "Whose sequences: teacher, student or a mix (equal distinct prompts)")
