@@ -104,6 +104,8 @@ def main(argv=None) -> None:
     args, extra = parser.parse_with_overrides(argv)
     if BASELINE not in args.arms:
         parser.error(f"--arms: the baseline {BASELINE} must be one of the arms")
+    if BASELINE not in args.tune:
+        parser.error(f"--tune: the baseline {BASELINE} is always tuned")
     if any(not 0 < lr < 1 for lr in args.lrs):
         parser.error("--lrs: every learning rate must be in (0, 1)")
 
@@ -113,8 +115,6 @@ def main(argv=None) -> None:
     out = Path(args.out)
 
     # 1. the learning-rate sweep of the tuned arms, seed 0, chosen on the selection set
-    if BASELINE not in args.tune:
-        parser.error(f"--tune: the baseline {BASELINE} is always tuned")
     sweep_arms = [_renamed(arm(name, lr, args.cold_start), f"{name}@lr{lr:g}") for name in args.tune for lr in args.lrs]
     sweep = Study(
         "gkd_lr_sweep", sweep_arms, baseline=f"{BASELINE}@lr{args.lrs[0]:g}", budget=sweep_budget, seeds=(0,),
