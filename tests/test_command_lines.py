@@ -284,6 +284,10 @@ SCRIPT_CASES = [
     ("recipes/gkd_mix/reproduce.py", ["--sweep-prompts", "-1"], "--sweep-prompts"),
     ("recipes/gkd_mix/reproduce.py", ["--tune", "on_policy_64x1"], "--tune"),
     ("recipes/gkd_mix/reproduce.py", ["--tune", "nope"], "--tune"),
+    ("recipes/gkd_mix/trl_compare.py", ["--lmbdas", "0.3"], "--lmbdas"),
+    ("recipes/gkd_mix/trl_compare.py", ["--lmbdas", "1.5"], "--lmbdas"),
+    ("recipes/gkd_mix/trl_compare.py", ["--seeds", "0"], "--seeds"),
+    ("recipes/gkd_mix/trl_compare.py", ["--study", "{plain_dir}"], "--study"),
     ("recipes/slm_compress/reproduce.py", ["--steps", "0"], "--steps"),
     ("recipes/slm_compress/reproduce.py", ["--test-freq", "-1"], "--test-freq"),
     ("recipes/slm_compress/reproduce.py", ["--seed", "x"], "--seed"),
@@ -362,6 +366,7 @@ SAFE_OUTPUTS = {
         )
     },  # fmt: skip
     "recipes/asgld_grpo/tiny_kd_compare.py": ["--out", "{out}"],
+    "recipes/gkd_mix/trl_compare.py": ["--out", "{out}"],
     "benchmarks/ace_advantage.py": ["--out", "{out}/a.json"],
     "benchmarks/asgld_saddle_escape.py": ["--out", "{out}/a.json", "--png", "{out}/a.png"],
     "benchmarks/chunked_kd_loss.py": ["--json", "{out}/a.json"],
