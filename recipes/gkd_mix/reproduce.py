@@ -159,11 +159,29 @@ def main(argv=None) -> None:
         "learning_rates": {name: lr_of[name] for name in args.arms},
     }  # fmt: skip
     payload["wall_note"] = "wall_s: the whole main_ppo run (start-up, validations every 640 prompts, checkpoint)"
+    payload["vs_initial"] = vs_initial(payload)
     write_results(HERE / "results.json", payload)
     plot_study(payload, HERE / "study.png", "Whose sequences: teacher, student or a mix (equal distinct prompts)")
-    text = results_table(payload)
-    write_text_atomic(out / "table.md", text + "\n")
+    text = results_table(payload) + "\n\nEach arm against the base student (same problems, pooled over seeds):\n"
+    for name, row in payload["vs_initial"].items():
+        counts = f"{row['only_base']} / {row['only_arm']}"
+        text += f"- {name}: base-only / arm-only {counts}, pooled p = {row['p_value']:.2g}\n"
+    write_text_atomic(out / "table.md", text)
     print(text)
+
+
+def vs_initial(payload: dict) -> dict:
+    """Per arm: the exact sign-flip test (stratified by seed) of its final-set scores against the base student's."""
+    from verl_frontier.studies.report import decode_scores
+    from verl_frontier.studies.stats import pooled_mcnemar_exact
+
+    base = decode_scores(payload["initial_scores"])
+    out = {}
+    for name, arm in payload["arms"].items():
+        pairs = [(base, decode_scores(arm["runs"][str(seed)]["final_scores"])) for seed in arm["seeds"]]
+        pooled = pooled_mcnemar_exact(pairs)
+        out[name] = {"only_base": pooled["only_baseline"], "only_arm": pooled["only_arm"], "p_value": pooled["p_value"]}
+    return out
 
 
 def _renamed(base: Arm, name: str) -> Arm:
