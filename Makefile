@@ -16,7 +16,7 @@ TORCH_VERSION ?= 2.13.0
 TORCH_PIP_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv test test-fast test-resume demo lint format world bench reproduce reproduce-paced reproduce-ace reproduce-opsdc reproduce-slm reproduce-essence reproduce-orbit reproduce-kd-uniform reproduce-grpo clean-venv
+.PHONY: help venv test test-fast test-resume demo lint format world bench reproduce reproduce-paced reproduce-ace reproduce-opsdc reproduce-slm reproduce-essence reproduce-orbit reproduce-kd-uniform reproduce-grpo reproduce-gkd clean-venv
 
 help:
 	@echo "targets: venv test test-fast test-resume demo lint format world bench reproduce"
@@ -57,7 +57,7 @@ bench: venv
 	$(PY) benchmarks/verl_cpu_startup.py
 
 # Long science runs (tens of minutes each on 2 cores; not part of CI). Each is resumable.
-reproduce: reproduce-paced reproduce-ace reproduce-opsdc reproduce-slm reproduce-essence reproduce-orbit reproduce-kd-uniform reproduce-grpo
+reproduce: reproduce-paced reproduce-ace reproduce-opsdc reproduce-slm reproduce-essence reproduce-orbit reproduce-kd-uniform reproduce-grpo reproduce-gkd
 
 reproduce-paced: venv
 	$(PY) recipes/paced_distill/reproduce.py
@@ -85,3 +85,6 @@ reproduce-grpo: venv
 
 clean-venv:
 	rm -rf $(VENV)
+
+reproduce-gkd: venv
+	$(PY) recipes/gkd_mix/reproduce.py
