@@ -880,7 +880,7 @@ def pin_driver_paths(config) -> int:
     from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
     from omegaconf.errors import InterpolationResolutionError
 
-    pinned, problems = 0, []
+    pinned, problems, seen = 0, [], set()
 
     def visit(node, path: str) -> None:
         nonlocal pinned
@@ -895,7 +895,8 @@ def pin_driver_paths(config) -> int:
                         node[key] = node[key]
                     except InterpolationResolutionError as exc:  # e.g. the tiny world is not built
                         message = str(exc).split("\n")[0].split(" raised while resolving interpolation: ")[-1]
-                        if message not in {p.split(": ", 1)[1] for p in problems}:
+                        if message not in seen:  # a missing world: one line, not one per key
+                            seen.add(message)
                             problems.append(f"{where}: {message}")
                         continue
                     pinned += 1

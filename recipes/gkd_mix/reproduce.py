@@ -30,6 +30,7 @@ Resumable (finished runs are kept in ``<out>/sweep/results.json`` and ``<out>/re
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -115,7 +116,11 @@ def main(argv=None) -> None:
     out = Path(args.out)
 
     # 1. the learning-rate sweep of the tuned arms, seed 0, chosen on the selection set
-    sweep_arms = [_renamed(arm(name, lr, args.cold_start), f"{name}@lr{lr:g}") for name in args.tune for lr in args.lrs]
+    sweep_arms = [
+        dataclasses.replace(arm(name, lr, args.cold_start), name=f"{name}@lr{lr:g}")
+        for name in args.tune
+        for lr in args.lrs
+    ]
     sweep = Study(
         "gkd_lr_sweep", sweep_arms, baseline=f"{BASELINE}@lr{args.lrs[0]:g}", budget=sweep_budget, seeds=(0,),
         claim=False,
@@ -182,10 +187,6 @@ def vs_initial(payload: dict) -> dict:
         pooled = pooled_mcnemar_exact(pairs)
         out[name] = {"only_base": pooled["only_baseline"], "only_arm": pooled["only_arm"], "p_value": pooled["p_value"]}
     return out
-
-
-def _renamed(base: Arm, name: str) -> Arm:
-    return Arm(name, base.recipe, base.config_name, list(base.overrides))
 
 
 if __name__ == "__main__":
