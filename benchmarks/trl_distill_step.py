@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     payload = {
         "target_ratio_ours_over_trl": TARGET_RATIO,
         "settings": {
-            "world": str(args.world),
+            "world": str(args.world).replace(f"{REPO}/", ""),
             "steps": args.steps,
             "warmup_steps": WARMUP_STEPS,
             "prompts": args.prompts,

@@ -176,8 +176,9 @@ def main(argv: list[str] | None = None) -> None:
         for kind, sec in per_kind.most_common()
         if sec > 0.005 * n_steps
     ]
+    command = [part.replace(f"{REPO}/", "") for part in cmd]  # repository-relative, as committed
     result = {
-        "command": cmd, "window_steps": [args.start, args.end], "wall_s_per_step": round(wall / n_steps, 3),
+        "command": command, "window_steps": [args.start, args.end], "wall_s_per_step": round(wall / n_steps, 3),
         "cpu_s_per_step": round(sum(per_kind.values()) / n_steps, 3), "cores": cores,
         "verl_timing_median": timings, "processes": rows, "py_spy": {"process": args.py_spy, "frames": frames},
         "load_avg_1min_at_end": round(os.getloadavg()[0], 2),
